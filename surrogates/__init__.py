@@ -1,0 +1,24 @@
+"""Fast conditional generative surrogates for simulators, and neural posterior estimation.
+
+Example:
+    >>> import simulators
+    >>> from surrogates import Flow
+    >>> data = simulators.open_dataset("datasets/calo_photons.h5")  # doctest: +SKIP
+    >>> model = Flow.for_dataset(data).fit(data)  # doctest: +SKIP
+    >>> x = model.sample(data.theta[:10])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+__all__ = ["Flow", "__version__"]
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # torch and zuko load on first use, so the CLI starts fast for commands that need neither.
+    if name == "Flow":
+        from .models.flow import Flow
+
+        return Flow
+    raise AttributeError(name)

@@ -1,0 +1,67 @@
+"""The ``surrogates`` command line.
+
+Each subcommand is a module of this package with ``add_parser(subparsers)`` and
+``run(args) -> int``;
+modules import their heavy dependencies inside ``run`` so that ``surrogates --help`` stays fast.
+A user mistake prints one line on stderr and exits with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from simulators.base import SimulatorInputError
+
+__all__ = ["UserError", "main"]
+
+COMMANDS = ("demo", "simulate", "info", "train", "sample", "evaluate")
+
+
+class UserError(SimulatorInputError):
+    """A problem with what the user asked for; printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of usage + message
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="surrogates",
+        description="Simulate datasets, train fast surrogates, sample and evaluate them.",
+    )
+    from surrogates import __version__
+
+    parser.add_argument("--version", action="version", version=f"simsurrogates {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"surrogates.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"surrogates.cli.{name}":
+                raise
+            continue
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except SimulatorInputError as exc:  # every user-input error derives from it
+        print(f"surrogates {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"surrogates {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
