@@ -62,7 +62,7 @@ def test_splits_are_disjoint_deterministic_and_sized(path):
     assert sorted(again) == sorted(val)
     other = ids(H5Batches(path, split="val", val_fraction=0.2, split_seed=1))
     assert sorted(other) != sorted(val)
-    t, x = load_arrays(path, split="val", val_fraction=0.2)
+    t, _ = load_arrays(path, split="val", val_fraction=0.2)
     assert sorted(t[:, 0].astype(int)) == sorted(val)
 
 

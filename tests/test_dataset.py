@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -162,7 +161,7 @@ def test_bad_arguments_are_rejected_before_any_work(tmp_path, kwargs, message):
 def test_given_conditions_are_simulated_in_order(tmp_path):
     theta = np.linspace(-1, 1, 30).reshape(10, 3)
     path = simulators.generate(Noisy(), 10, tmp_path / "a.h5", seed=0, theta=theta)
-    t, x = read(path)
+    t, _ = read(path)
     np.testing.assert_array_equal(t, theta.astype(np.float32))
     with simulators.open_dataset(path) as data:
         assert data.meta["theta_source"] == "given"
@@ -192,7 +191,7 @@ def test_verify_detects_damage(tmp_path):
     assert summary["n"] == 2000 and summary["chunks"] == 4 and summary["nan_rows"] == 0
     truncated = tmp_path / "t.h5"
     truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(SimulatorInputError, match="t.h5"):
+    with pytest.raises(SimulatorInputError, match=r"t\.h5"):
         simulators.verify(truncated)
     text = tmp_path / "x.h5"
     text.write_text("not hdf5")
