@@ -138,6 +138,7 @@ class H5Batches(IterableDataset):
             for i in range(self.n_chunks)
         )
         self._file: h5py.File | None = None
+        self._datasets: tuple[h5py.Dataset, h5py.Dataset] | None = None
 
     def _rows(self, i: int) -> int:
         return min(self.n, (i + 1) * self.chunk_size) - i * self.chunk_size
@@ -153,19 +154,20 @@ class H5Batches(IterableDataset):
 
     def __getstate__(self) -> dict:
         # An open HDF5 handle must not cross a process boundary: each worker opens its own.
-        return {**self.__dict__, "_file": None}
+        return {**self.__dict__, "_file": None, "_datasets": None}
 
-    def _open(self) -> h5py.File:
+    def _open(self) -> tuple[h5py.Dataset, h5py.Dataset]:
         if self._file is None:
             # Whole-chunk reads need no chunk cache; keep it small so memory stays bounded.
             self._file = h5py.File(self.path, "r", rdcc_nbytes=1 << 20)
-        return self._file
+            self._datasets = (self._file["theta"], self._file["x"])
+        return self._datasets
 
     def _read_chunk(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        f = self._open()
+        dtheta, dx = self._open()
         start, stop = i * self.chunk_size, i * self.chunk_size + self._rows(i)
-        theta = f["theta"][start:stop]
-        x = f["x"][start:stop]
+        theta = dtheta[start:stop]
+        x = dx[start:stop]
         keep = split_mask(i, len(theta), self.split, self.val_fraction, self.split_seed)
         if self.drop_invalid:
             keep &= _valid_rows(theta, x)
