@@ -30,7 +30,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +105,28 @@ class _Job:
     seed_seq: np.random.SeedSequence
     theta: np.ndarray | None
     parts: Path
+    chunk_size: int
     compression: str
+
+
+def _storage(compression: str) -> dict[str, Any]:
+    """Filters of every ``theta``/``x`` dataset, parts and final file alike."""
+    kw: dict[str, Any] = {"compression": compression, "shuffle": True}
+    if compression == "gzip":
+        kw["compression_opts"] = 4
+    return kw
+
+
+def _create(f: h5py.File, name: str, shape: tuple, dtype: Any, chunk_rows: int, compression: str):
+    # maxshape None lets a part's single chunk be longer than its rows (the last, short chunk).
+    return f.create_dataset(
+        name,
+        shape,
+        dtype,
+        chunks=(chunk_rows, *shape[1:]),
+        maxshape=(None, *shape[1:]),
+        **_storage(compression),
+    )
 
 
 def _part_path(parts: Path, index: int) -> Path:
@@ -119,28 +140,36 @@ def _run_job(job: _Job) -> int:
     x = job.sim.simulate(theta, rng)
     final = _part_path(job.parts, job.index)
     tmp = final.with_name(f"{final.name}.{uuid.uuid4().hex}.tmp")
+    # Compressed here, in parallel, with the final file's chunk shape and filters, so that the
+    # final assembly copies raw chunks and never recompresses.
     with h5py.File(tmp, "w") as f:
-        f.create_dataset("theta", data=np.asarray(theta, dtype=np.float32))
-        f.create_dataset("x", data=x)
+        dt = _create(f, "theta", (n, theta.shape[1]), np.float32, job.chunk_size, job.compression)
+        dt[...] = theta
+        dx = _create(f, "x", x.shape, x.dtype, job.chunk_size, job.compression)
+        dx[...] = x
         f.attrs["index"] = job.index
         f.attrs["rows"] = n
     os.replace(tmp, final)
     return job.index
 
 
-def _part_ok(path: Path, rows: int, n_params: int, x_shape: tuple[int, ...]) -> bool:
+def _part_ok(path: Path, rows: int, n_params: int, sim: Simulator, chunk_size: int) -> bool:
     try:
         with h5py.File(path, "r") as f:
             return (
                 int(f.attrs["rows"]) == rows
                 and f["theta"].shape == (rows, n_params)
-                and f["x"].shape == (rows, *x_shape)
+                and f["x"].shape == (rows, *sim.x_shape)
+                and f["x"].dtype == np.dtype(sim.x_dtype)
+                and f["x"].chunks == (chunk_size, *sim.x_shape)
             )
     except (OSError, KeyError, ValueError):
         return False
 
 
-def _spec(sim: Simulator, n: int, seed: int, chunk_size: int, theta: np.ndarray | None) -> dict:
+def _spec(
+    sim: Simulator, n: int, seed: int, chunk_size: int, theta: np.ndarray | None, compression: str
+) -> dict:
     spec = {
         "simulator": sim.name,
         "simulator_version": sim.version,
@@ -148,6 +177,7 @@ def _spec(sim: Simulator, n: int, seed: int, chunk_size: int, theta: np.ndarray 
         "n": n,
         "seed": seed,
         "chunk_size": chunk_size,
+        "compression": compression,
         "theta_sha256": None if theta is None else hashlib.sha256(theta.tobytes()).hexdigest(),
     }
     return json.loads(json.dumps(spec))
@@ -232,6 +262,7 @@ def generate(
     chunk_size = default_chunk_size(sim, n) if chunk_size is None else int(chunk_size)
     if chunk_size < 1:
         raise SimulatorInputError(f"chunk_size must be ≥ 1, got {chunk_size}")
+    chunk_size = min(chunk_size, n)
     if theta is not None:
         theta = sim.check_theta(theta).astype(np.float32)
         if len(theta) != n:
@@ -242,7 +273,7 @@ def generate(
         raise SimulatorInputError(f"output folder {path.parent} does not exist")
 
     parts = path.with_name(path.name + ".parts")
-    spec = _spec(sim, n, seed, chunk_size, theta)
+    spec = _spec(sim, n, seed, chunk_size, theta, compression)
     if parts.exists():
         if resume:
             _check_spec(parts, spec)
@@ -267,11 +298,11 @@ def generate(
     done_rows = 0
     for i in range(n_chunks):
         start, stop = i * chunk_size, min(n, (i + 1) * chunk_size)
-        if _part_ok(_part_path(parts, i), stop - start, n_params, sim.x_shape):
+        if _part_ok(_part_path(parts, i), stop - start, n_params, sim, chunk_size):
             done_rows += stop - start
             continue
         sub = None if theta is None else theta[start:stop].astype(np.float64)
-        todo.append(_Job(sim, i, start, stop, seeds[i], sub, parts, compression))
+        todo.append(_Job(sim, i, start, stop, seeds[i], sub, parts, chunk_size, compression))
 
     bar = _progress_bar(n, done_rows, f"{sim.name}", progress)
     try:
@@ -297,7 +328,7 @@ def generate(
         "n": n,
         "theta_source": "prior" if theta is None else "given",
         "package_version": _package_version(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         **(attrs or {}),
     }
     _assemble(path, parts, n_chunks, chunk_size, sim, meta, compression)
@@ -342,25 +373,14 @@ def _assemble(
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         with h5py.File(tmp, "w") as f:
-            kw = {"compression": compression, "shuffle": True}
-            if compression == "gzip":
-                kw["compression_opts"] = 4
-            dt = f.create_dataset(
-                "theta",
-                (n, len(sim.param_names)),
-                np.float32,
-                chunks=(chunk_size, len(sim.param_names)),
-                **kw,
-            )
-            dx = f.create_dataset(
-                "x", (n, *sim.x_shape), sim.x_dtype, chunks=(chunk_size, *sim.x_shape), **kw
-            )
+            dt = _create(f, "theta", (n, len(sim.param_names)), np.float32, chunk_size, compression)
+            dx = _create(f, "x", (n, *sim.x_shape), sim.x_dtype, chunk_size, compression)
             for i in range(n_chunks):
-                start = i * chunk_size
                 with h5py.File(_part_path(parts, i), "r") as p:
-                    rows = int(p.attrs["rows"])
-                    dt[start : start + rows] = p["theta"][...]
-                    dx[start : start + rows] = p["x"][...]
+                    for src, dst in ((p["theta"], dt), (p["x"], dx)):
+                        zeros = (0,) * (src.ndim - 1)
+                        mask, raw = src.id.read_direct_chunk((0, *zeros))
+                        dst.id.write_direct_chunk((i * chunk_size, *zeros), raw, mask)
             for alias, target in getattr(sim, "h5_aliases", {}).items():
                 f[alias] = f[target]  # a hard link: no copy
             for key, value in meta.items():
