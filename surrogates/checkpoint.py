@@ -1,0 +1,174 @@
+"""Safe, atomic checkpoints: no pickle of code, one clear error for anything wrong.
+
+A saved model is a directory holding
+
+* ``model.safetensors``: the ``state_dict`` (tensors only),
+* ``model.json``: ``format``, ``format_version``, ``model_type``, the SHA-256 of the weights
+  file and the model's ``config`` (architecture, preprocessing state, dataset metadata).
+
+Trainer checkpoints (optimizer, schedule, RNG states, position in the epoch) are single
+``torch.save`` files of tensors and plain containers, loaded with ``weights_only=True``.
+Every file is written to a temporary name in the same directory, flushed and renamed with
+:func:`os.replace`, so a kill at any moment leaves either the old or the new file, never half of
+one.
+
+Example:
+    >>> import tempfile, torch
+    >>> d = tempfile.mkdtemp()
+    >>> _ = save_model(d, model_type="flow", config={"a": 1}, state_dict={"w": torch.ones(2)})
+    >>> load_model(d, model_type="flow")[0]
+    {'a': 1}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+__all__ = [
+    "FORMAT_VERSION",
+    "CheckpointError",
+    "atomic_write",
+    "load_model",
+    "load_state",
+    "read_meta",
+    "save_model",
+    "save_state",
+]
+
+#: bumped whenever the saved layout changes incompatibly
+FORMAT_VERSION = 1
+_FORMAT = "simsurrogates-model"
+WEIGHTS, CONFIG = "model.safetensors", "model.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded: missing, truncated, of another model type or version."""
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+    """Writes ``data`` to ``path`` through a temporary file and :func:`os.replace`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_model(
+    directory: str | os.PathLike,
+    *,
+    model_type: str,
+    config: dict[str, Any],
+    state_dict: dict[str, torch.Tensor],
+) -> str:
+    """Saves a model's weights and JSON configuration into ``directory``.
+
+    Returns:
+        The SHA-256 hex digest of the weights file (it identifies the checkpoint).
+    """
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
+    blob = st_save(tensors)
+    digest = hashlib.sha256(blob).hexdigest()
+    meta = {
+        "format": _FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_type": model_type,
+        "weights_sha256": digest,
+        "config": config,
+    }
+    directory = Path(directory)
+    atomic_write(directory / WEIGHTS, blob)
+    # the JSON names the weights' hash, so a mismatched pair is detected on load
+    atomic_write(directory / CONFIG, json.dumps(meta, indent=1).encode())
+    return digest
+
+
+def read_meta(directory: str | os.PathLike) -> dict[str, Any]:
+    """Reads and checks ``model.json`` of a saved model (without the weights)."""
+    path = Path(directory) / CONFIG
+    if not path.is_file():
+        raise CheckpointError(f"{directory}: no saved model here (missing {CONFIG})")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: unreadable or truncated JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+        raise CheckpointError(f"{path}: not a simsurrogates model file")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {meta.get('format_version')} is not supported "
+            f"(this version reads {FORMAT_VERSION})"
+        )
+    return meta
+
+
+def load_model(
+    directory: str | os.PathLike, *, model_type: str | None = None
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Loads ``(config, state_dict)`` saved by :func:`save_model`, on the CPU.
+
+    Raises:
+        CheckpointError: missing or truncated files, a weights/config mismatch, another format
+            version, or (when ``model_type`` is given) a checkpoint of another model type.
+    """
+    meta = read_meta(directory)
+    if model_type is not None and meta.get("model_type") != model_type:
+        raise CheckpointError(
+            f"{directory}: checkpoint holds a {meta.get('model_type')!r} model, not {model_type!r}"
+        )
+    wpath = Path(directory) / WEIGHTS
+    if not wpath.is_file():
+        raise CheckpointError(f"{directory}: missing weights file {WEIGHTS}")
+    blob = wpath.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != meta.get("weights_sha256"):
+        raise CheckpointError(f"{wpath}: weights are truncated or do not match {CONFIG}")
+    try:
+        tensors = st_load(blob)
+    except Exception as exc:  # safetensors raises its own error types
+        raise CheckpointError(f"{wpath}: unreadable weights ({exc})") from None
+    return meta["config"], tensors
+
+
+def save_state(state: dict[str, Any], path: str | os.PathLike) -> None:
+    """Atomically saves a trainer state (tensors, numbers, strings, lists, dicts only)."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write(path, buf.getvalue())
+
+
+def load_state(path: str | os.PathLike) -> dict[str, Any]:
+    """Loads a trainer state with ``weights_only=True``.
+
+    Raises:
+        CheckpointError: the file is missing, truncated or holds anything but plain data.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no trainer checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt files
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path}: unreadable trainer checkpoint ({msg})") from None
+    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: trainer checkpoint of another format version")
+    return state

@@ -1,0 +1,93 @@
+"""``surrogates train``: fit a surrogate on a dataset file into a run directory."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+
+from simulators.base import SimulatorInputError
+
+__all__ = ["MODELS", "add_parser", "model_class", "run"]
+
+#: model name -> "module:Class"; VAE and GAN add themselves here
+MODELS = {"flow": "surrogates.models.flow:Flow"}
+
+
+def model_class(name: str) -> type:
+    """The surrogate class registered as ``name``."""
+    if name not in MODELS:
+        raise SimulatorInputError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
+    module, _, attr = MODELS[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a surrogate on a dataset file",
+        description="Train a conditional surrogate p(x | theta) on F.h5 (streamed; a validation "
+        "split is held out). RUN/ receives checkpoints, metrics.csv and the model; --resume "
+        "continues an interrupted run exactly.",
+    )
+    p.add_argument("model", choices=sorted(MODELS), help="model family")
+    p.add_argument("--data", type=Path, required=True, help="training dataset (.h5)")
+    p.add_argument("--out", type=Path, required=True, help="run directory")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--kind", choices=("coupling", "autoregressive", "two_stage"), help="flow kind")
+    p.add_argument("--transforms", type=int, help="transforms per flow")
+    p.add_argument("--hidden", type=int, nargs="+", help="hidden widths")
+    p.add_argument("--epochs", type=int, default=50, help="maximum epochs (default 50)")
+    p.add_argument("--max-steps", type=int, help="maximum optimizer steps")
+    p.add_argument("--batch-size", type=int, default=256, help="rows per batch (default 256)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
+    p.add_argument("--patience", type=int, default=10, help="early-stopping patience (validations)")
+    p.add_argument("--val-every", type=int, help="validate every N steps (default: each epoch)")
+    p.add_argument("--checkpoint-every", type=int, help="checkpoint every N steps")
+    p.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
+    p.add_argument("--amp", action="store_true", help="bfloat16 mixed precision (CUDA only)")
+    p.add_argument("--seed", type=int, default=0, help="initialization and shuffling seed")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import simulators
+
+    from ..checkpoint import CONFIG, CheckpointError
+    from ..training import CHECKPOINT
+
+    cls = model_class(args.model)
+    out: Path = args.out
+    if not args.data.is_file():
+        raise SimulatorInputError(f"--data {args.data} does not exist")
+    if not args.resume and (out / CHECKPOINT).exists():
+        raise SimulatorInputError(
+            f"{out} already holds a training run; pass --resume or another --out"
+        )
+    arch = {k: v for k in ("kind", "transforms", "hidden") if (v := getattr(args, k)) is not None}
+    train = {
+        "max_epochs": args.epochs, "max_steps": args.max_steps, "batch_size": args.batch_size,
+        "lr": args.lr, "patience": args.patience, "val_every": args.val_every,
+        "checkpoint_every": args.checkpoint_every, "num_workers": args.workers, "amp": args.amp,
+        "seed": args.seed, "device": args.device, "progress": not args.no_progress, "verbose": True,
+    }  # fmt: skip
+    try:
+        data = simulators.open_dataset(args.data)
+        data.close()
+        if args.resume and (out / CONFIG).exists():
+            model = cls.load(out, device=args.device)
+        else:
+            model = cls.for_dataset(args.data, seed=args.seed, device=args.device, **arch)
+            model.save(out)  # the preprocessing and architecture, so --resume can rebuild it
+        model.fit(args.data, run_dir=out, resume=args.resume, **train)
+    except (CheckpointError, ValueError) as exc:
+        if isinstance(exc, SimulatorInputError):
+            raise
+        raise SimulatorInputError(str(exc).splitlines()[0]) from None
+    r = model.result
+    best = f"{r.best_val_loss:.4f}" if r and r.best_val_loss is not None else "n/a"
+    print(f"model saved to {out}/ (best validation loss {best}); sample with: "
+          f"surrogates sample {out} --like {args.data} --out SAMPLE.h5")  # fmt: skip
+    return 0

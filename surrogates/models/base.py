@@ -1,0 +1,376 @@
+"""The :class:`Surrogate` base class: one interface for flows, VAEs and GANs.
+
+A surrogate owns a fitted :class:`~surrogates.preprocessing.Preprocessor`, a torch module ``net``
+(which provides ``loss(batch, *, generator)`` for the shared :class:`~surrogates.training.Trainer`
+and ``sample_features(c, generator)``), the dataset's metadata and its architecture settings.
+Subclasses set :attr:`Surrogate.model_type` and implement :meth:`Surrogate._build`.
+
+Example:
+    >>> import simulators  # doctest: +SKIP
+    >>> from surrogates.models import Flow  # doctest: +SKIP
+    >>> data = simulators.open_dataset("datasets/two_moons.h5")  # doctest: +SKIP
+    >>> model = Flow.for_dataset(data).fit(data, max_epochs=20)  # doctest: +SKIP
+    >>> x = model.sample(data.theta[:5])  # doctest: +SKIP
+    >>> model.save("runs/moons"); model = Flow.load("runs/moons")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+import simulators
+
+from ..checkpoint import CheckpointError, load_model, save_model
+from ..preprocessing import Preprocessor, ShowerPreprocessing, Standardize, from_dict
+from ..training import ArrayBatches, TrainConfig, Trainer, TrainResult, resolve_device
+
+__all__ = ["Surrogate", "SurrogateSimulator", "layer_sizes_of", "read_training_data"]
+
+
+def layer_sizes_of(sim: Any) -> list[int]:
+    """Voxels per layer of a calorimeter simulator (from ``sim.geometry.layer_slices``)."""
+    sizes = []
+    for s in sim.geometry.layer_slices:
+        start, stop = (s.start, s.stop) if isinstance(s, slice) else (s[0], s[1])
+        if stop > start:  # layers without voxels carry no feature
+            sizes.append(int(stop - start))
+    return sizes
+
+
+def _meta_of(data: Any) -> dict[str, Any]:
+    meta = getattr(data, "meta", None)
+    return dict(meta) if meta else {}
+
+
+def read_training_data(
+    data: Any, *, n: int | None = None, val_fraction: float = 0.1, split_seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Up to ``n`` training rows ``(theta, x, meta)`` of a dataset path/object or ``(theta, x)``.
+
+    For files, rows come from the training split of :mod:`surrogates.data` (in file order).
+    """
+    if isinstance(data, (tuple, list)):
+        theta, x = (np.asarray(a) for a in data)
+        return theta[:n], x[:n], {}
+    from ..data import H5Batches
+
+    path = getattr(data, "path", data)
+    ds = H5Batches(path, split="train", val_fraction=val_fraction, split_seed=split_seed,
+                   batch_size=8192, shuffle=False)  # fmt: skip
+    thetas, xs, rows = [], [], 0
+    for theta, x in ds:
+        thetas.append(theta.numpy())
+        xs.append(x.numpy())
+        rows += len(theta)
+        if n is not None and rows >= n:
+            break
+    return np.concatenate(thetas)[:n], np.concatenate(xs)[:n], dict(ds.meta)
+
+
+def _tensor(a: Any, dtype: torch.dtype = torch.float32) -> Tensor:
+    return a.to(dtype) if isinstance(a, Tensor) else torch.as_tensor(np.asarray(a), dtype=dtype)
+
+
+class Surrogate:
+    """Base class of conditional generative surrogates p(x | θ).
+
+    Args:
+        preprocessing: a fitted preprocessor.
+        meta: metadata of the training dataset (simulator name and config, param_names, x_shape).
+        seed: seeds the weight initialization (inside :func:`torch.random.fork_rng`, so the global
+            generator is left untouched).
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        **arch: architecture settings of the subclass.
+    """
+
+    #: saved in checkpoints; loading a checkpoint of another type is an error
+    model_type: ClassVar[str] = "surrogate"
+
+    def __init__(
+        self,
+        preprocessing: Preprocessor,
+        *,
+        meta: dict[str, Any] | None = None,
+        seed: int = 0,
+        device: str | torch.device = "auto",
+        **arch: Any,
+    ):
+        self.pre = preprocessing
+        self.meta = dict(meta or {})
+        self.seed = int(seed)
+        self.arch = self._check_arch(arch)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self.net = self._build()
+        self.device = resolve_device(device)
+        self.net.to(self.device)
+        self.result: TrainResult | None = None
+        self.checkpoint_hash: str | None = None
+        self.run_dir: str | None = None
+
+    # --------------------------------------------------------------- subclass API
+    def _check_arch(self, arch: dict[str, Any]) -> dict[str, Any]:
+        """Validates and completes the architecture settings (JSON-serializable)."""
+        return arch
+
+    def _build(self) -> nn.Module:
+        """Builds ``net`` from ``self.pre`` and ``self.arch``."""
+        raise NotImplementedError
+
+    # --------------------------------------------------------------- construction
+    @classmethod
+    def default_preprocessing(cls, meta: dict[str, Any], x: np.ndarray) -> Preprocessor:
+        """Shower normalization for calorimeter data, standardization otherwise."""
+        if meta.get("simulator") == "calorimeter":
+            import simulators
+
+            sim = simulators.get("calorimeter", **meta.get("simulator_config", {}))
+            return ShowerPreprocessing(
+                layer_sizes_of(sim), threshold=sim.config.get("threshold_mev")
+            )
+        return Standardize()
+
+    @classmethod
+    def for_dataset(
+        cls,
+        data: Any,
+        *,
+        preprocessing: Preprocessor | None = None,
+        n_fit: int = 100_000,
+        seed: int = 0,
+        device: str | torch.device = "auto",
+        **arch: Any,
+    ) -> Surrogate:
+        """Builds an untrained model whose preprocessing is fitted on ``data``.
+
+        Args:
+            data: a dataset path, a :func:`simulators.open_dataset` object or ``(theta, x)``.
+            preprocessing: an unfitted preprocessor; default from the dataset's simulator.
+            n_fit: training rows used to fit the preprocessing.
+            seed: weight initialization (and the preprocessing's dequantization noise).
+            device: where the model lives.
+            **arch: architecture settings.
+        """
+        theta, x, meta = read_training_data(data, n=n_fit)
+        if not meta:
+            meta = {
+                "x_shape": list(x.shape[1:]),
+                "param_names": [f"theta{i}" for i in range(theta.shape[1])],
+            }
+        pre = preprocessing or cls.default_preprocessing(meta, x)
+        g = torch.Generator().manual_seed(seed)
+        pre.fit(
+            torch.as_tensor(x, dtype=torch.float64),
+            torch.as_tensor(theta, dtype=torch.float64),
+            generator=g,
+        )
+        return cls(pre, meta=meta, seed=seed, device=device, **arch)
+
+    # --------------------------------------------------------------- training
+    def fit(
+        self,
+        data: Any,
+        val_data: Any = None,
+        *,
+        run_dir: str | os.PathLike | None = None,
+        resume: bool = False,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        **train_kwargs: Any,
+    ) -> Surrogate:
+        """Trains with the shared :class:`~surrogates.training.Trainer`; returns ``self``.
+
+        Args:
+            data: a dataset path / object (streamed from HDF5, validation split from
+                :mod:`surrogates.data`) or arrays ``(theta, x)``.
+            val_data: validation arrays ``(theta, x)``; default: ``val_fraction`` of ``data``.
+            run_dir: checkpoints, ``metrics.csv`` and the final model go here.
+            resume: continue from ``run_dir``'s checkpoint.
+            val_fraction, split_seed: the validation split.
+            **train_kwargs: :class:`~surrogates.training.TrainConfig` fields.
+        """
+        config = TrainConfig(**{"device": str(self.device), **train_kwargs})
+        train, val = self._batches(data, val_data, config, val_fraction, split_seed)
+        trainer = Trainer(self.net, config)
+        self.device = trainer.device
+        self.result = trainer.fit(train, val, run_dir=run_dir, resume=resume)
+        if run_dir is not None:
+            self.save(run_dir)
+        return self
+
+    def _batches(
+        self, data: Any, val_data: Any, config: TrainConfig, val_fraction: float, split_seed: int
+    ) -> tuple[Any, Any]:
+        bs = config.batch_size
+        if isinstance(data, (tuple, list)):
+            theta, x = _tensor(data[0]), _tensor(data[1])
+            if val_data is None and val_fraction > 0:
+                g = torch.Generator().manual_seed(split_seed)
+                perm = torch.randperm(len(theta), generator=g)
+                n_val = max(1, round(val_fraction * len(theta)))
+                val_data = (theta[perm[:n_val]], x[perm[:n_val]])
+                theta, x = theta[perm[n_val:]], x[perm[n_val:]]
+            train = ArrayBatches(theta, x, batch_size=bs, seed=config.seed)
+            val = None
+            if val_data is not None:
+                val = ArrayBatches(_tensor(val_data[0]), _tensor(val_data[1]),
+                                   batch_size=max(bs, 4096), shuffle=False)  # fmt: skip
+            return train, val
+        from ..data import H5Batches
+
+        path = getattr(data, "path", data)
+        kw = {"val_fraction": val_fraction, "split_seed": split_seed}
+        train = H5Batches(path, split="train", batch_size=bs, seed=config.seed, **kw)
+        val = H5Batches(path, split="val", batch_size=max(bs, 4096), shuffle=False, **kw)
+        if val_data is not None:
+            val = ArrayBatches(_tensor(val_data[0]), _tensor(val_data[1]),
+                               batch_size=max(bs, 4096), shuffle=False)  # fmt: skip
+        return train, (val if val_fraction > 0 or val_data is not None else None)
+
+    # --------------------------------------------------------------- inference
+    def to(self, device: str | torch.device) -> Surrogate:
+        """Moves the model to ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``); returns ``self``."""
+        self.device = resolve_device(device)
+        self.net.to(self.device)
+        return self
+
+    @torch.no_grad()
+    def sample(
+        self, theta: Any, *, generator: torch.Generator | None = None, batch_size: int = 10_000
+    ) -> Any:
+        """Draws one x per row of ``theta`` (N, P).
+
+        Args:
+            theta: conditions, numpy or torch.
+            generator: a CPU :class:`torch.Generator` for reproducible draws (default: a fresh
+                one seeded from the OS, i.e. not reproducible).
+            batch_size: rows per forward pass.
+
+        Returns:
+            x of shape (N, *x_shape): numpy float32 for numpy input, else a CPU tensor.
+        """
+        as_numpy = not isinstance(theta, Tensor)
+        th = _tensor(theta).reshape(len(theta), -1)
+        if generator is None:
+            generator = torch.Generator()
+            generator.seed()
+        self.net.eval()
+        out = []
+        for s in range(0, len(th), batch_size):
+            t = th[s : s + batch_size].to(self.device)
+            y = self.net.sample_features(self.pre.condition(t), generator)
+            out.append(self.pre.inverse(y, t).float().cpu())
+        x_shape = tuple(self.meta.get("x_shape") or out[0].shape[1:]) if out else ()
+        x = torch.cat(out).reshape(len(th), *x_shape) if out else torch.zeros(0, *x_shape)
+        return x.numpy() if as_numpy else x
+
+    # --------------------------------------------------------------- persistence
+    def config(self) -> dict[str, Any]:
+        """Everything but the weights needed to rebuild the model (JSON-serializable)."""
+        return {"arch": self.arch, "seed": self.seed, "meta": self.meta,
+                "preprocessing": self.pre.to_dict()}  # fmt: skip
+
+    def save(self, directory: str | os.PathLike) -> str:
+        """Writes ``model.safetensors`` and ``model.json`` atomically; returns the weights' hash."""
+        self.checkpoint_hash = save_model(
+            directory,
+            model_type=self.model_type,
+            config=self.config(),
+            state_dict=self.net.state_dict(),
+        )
+        self.run_dir = str(Path(directory).resolve())
+        return self.checkpoint_hash
+
+    @classmethod
+    def load(
+        cls, directory: str | os.PathLike, *, device: str | torch.device = "auto"
+    ) -> Surrogate:
+        """Loads a model saved by :meth:`save` (safetensors + JSON; no pickle).
+
+        Raises:
+            CheckpointError: missing/truncated files, another model type or format version.
+        """
+        config, state = load_model(directory, model_type=cls.model_type)
+        try:
+            pre = from_dict(config["preprocessing"])
+            model = cls(
+                pre, meta=config["meta"], seed=config["seed"], device="cpu", **config["arch"]
+            )
+            model.net.load_state_dict(state)
+        except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+            msg = str(exc).splitlines()[0]
+            raise CheckpointError(
+                f"{directory}: checkpoint does not match this model ({msg})"
+            ) from None
+        model.to(device)
+        model.run_dir = str(Path(directory).resolve())
+        from ..checkpoint import read_meta
+
+        model.checkpoint_hash = read_meta(directory)["weights_sha256"]
+        return model
+
+    def as_simulator(self) -> SurrogateSimulator:
+        """This model behind the :class:`simulators.Simulator` interface (see
+        :class:`SurrogateSimulator`), e.g. for :func:`simulators.generate`."""
+        return SurrogateSimulator(self)
+
+
+class SurrogateSimulator(simulators.Simulator):
+    """A trained surrogate behind the simulator interface (a drop-in replacement).
+
+    ``name`` is ``"surrogate:<training simulator>"``; ``param_names``, ``x_shape``, the prior
+    and HDF5 aliases are those of the training simulator; ``config`` names the model's run
+    directory and checkpoint hash. ``simulate(theta, rng)`` seeds a CPU :class:`torch.Generator`
+    from ``rng`` and samples the model on the CPU in batches, so it is pure given ``rng``.
+    """
+
+    name = "surrogate"
+    defaults: ClassVar[dict[str, Any]] = {
+        "model_type": "",
+        "run_dir": None,
+        "checkpoint": None,
+        "base": None,
+        "base_config": {},
+    }
+
+    def __init__(self, model: Surrogate):
+        meta = model.meta
+        super().__init__(
+            model_type=model.model_type,
+            run_dir=model.run_dir,
+            checkpoint=model.checkpoint_hash,
+            base=meta.get("simulator"),
+            base_config=meta.get("simulator_config", {}),
+        )
+        self.model = model
+        self.name = f"surrogate:{meta.get('simulator') or 'unknown'}"
+        self.param_names = tuple(meta.get("param_names", ()))
+        self.x_shape = tuple(meta.get("x_shape", ()))
+        base = None
+        if meta.get("simulator"):
+            try:
+                base = simulators.get(meta["simulator"], **meta.get("simulator_config", {}))
+            except Exception:  # the training simulator may be unavailable here
+                base = None
+        if base is not None:
+            self.prior = base.prior
+            self.h5_aliases = dict(getattr(base, "h5_aliases", {}))
+        else:  # no support to check against: an improper flat prior
+            k = len(self.param_names)
+            self.prior = simulators.Normal(np.zeros(k), np.ones(k))
+            self.prior.low, self.prior.high = np.full(k, -np.inf), np.full(k, np.inf)
+
+    def _simulate(self, theta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        g = torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1)))
+        device = self.model.device
+        self.model.to("cpu")
+        try:
+            return self.model.sample(theta.astype(np.float32), generator=g)
+        finally:
+            self.model.to(device)

@@ -1,0 +1,118 @@
+"""The preprocessing layer: exact inverses in float64, correct log-Jacobians, saved state."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from surrogates.preprocessing import LOGIT_EPS, ShowerPreprocessing, Standardize, from_dict
+
+# CaloChallenge dataset-1 photons: radial x alpha bins of the non-empty layers 0, 1, 2, 3, 12
+PHOTON_LAYERS = [8 * 1, 16 * 10, 19 * 10, 5 * 1, 5 * 1]
+THRESHOLD = 0.0153  # MeV, a readout threshold
+
+
+def synthetic_showers(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Showers with the photon layout: sparse, non-zero voxels >= THRESHOLD, some empty layers."""
+    g = np.random.default_rng(seed)
+    e_inc = np.exp(g.uniform(np.log(256.0), np.log(4.2e6), n))
+    x = g.gamma(0.3, 1.0, (n, sum(PHOTON_LAYERS))) * (e_inc[:, None] / 400.0)
+    x[g.random(x.shape) < 0.6] = 0.0
+    x[:5, :8] = 0.0  # an empty first layer
+    x[x < THRESHOLD] = 0.0
+    return torch.tensor(x), torch.tensor(e_inc[:, None])
+
+
+def test_photon_layer_layout_matches_binning_file(shared_dir):
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(shared_dir / "data/calochallenge/binning_dataset_1_photons.xml").getroot()
+    sizes = []
+    for layer in root.iter("Layer"):
+        n_r = len(layer.get("r_edges").split(",")) - 1
+        if n_r:
+            sizes.append(n_r * int(layer.get("n_bin_alpha")))
+    assert sizes == PHOTON_LAYERS and sum(sizes) == 368
+
+
+@pytest.mark.parametrize("transform", ["identity", "log", "logit"])
+def test_standardize_round_trip_and_log_jacobian(transform):
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(200, 4, generator=g, dtype=torch.float64) * (1 if transform == "logit" else 7)
+    theta = torch.rand(200, 2, generator=g, dtype=torch.float64) + 0.5
+    pre = Standardize(transform, log_theta=True).fit(x, theta)
+    y, ladj = pre.forward(x, theta)
+    # standardized: zero mean, unit variance on the fitting data
+    assert torch.allclose(y.mean(0), torch.zeros(4, dtype=torch.float64), atol=1e-10)
+    assert torch.allclose(y.std(0), torch.ones(4, dtype=torch.float64), atol=1e-10)
+    assert torch.allclose(pre.inverse(y, theta), x, rtol=0, atol=1e-9)
+    # ladj equals log|det J| from autograd on one row
+    jac = torch.autograd.functional.jacobian(lambda r: pre.forward(r[None], theta[:1])[0][0], x[0])
+    assert torch.allclose(ladj[0], torch.linalg.slogdet(jac)[1], atol=1e-9)
+    c = pre.condition(theta)
+    assert torch.allclose(c.mean(0), torch.zeros(2, dtype=torch.float64), atol=1e-10)
+
+
+def test_standardize_state_round_trip_is_exact():
+    x, theta = torch.randn(50, 3, dtype=torch.float64), torch.randn(50, 1, dtype=torch.float64)
+    pre = Standardize("identity").fit(x, theta)
+    back = from_dict(json.loads(json.dumps(pre.to_dict())))
+    assert torch.equal(back.forward(x, theta)[0], pre.forward(x, theta)[0])
+    assert torch.equal(back.condition(theta), pre.condition(theta))
+
+
+def test_shower_round_trip_is_exact_in_float64():
+    x, e = synthetic_showers(300)
+    pre = ShowerPreprocessing(PHOTON_LAYERS).fit(x, e, generator=torch.Generator().manual_seed(0))
+    assert pre.threshold == pytest.approx(float(x[x > 0].min()))
+    assert pre.features == 368 + 5 and pre.split == 5
+    y, _ = pre.forward(x, e, generator=torch.Generator().manual_seed(1))
+    assert torch.isfinite(y).all()
+    back = pre.inverse(y, e)
+    # the dequantization noise lies below the threshold and is removed exactly
+    assert torch.equal(back == 0, x == 0)
+    assert torch.allclose(back, x, rtol=1e-9, atol=1e-12)
+    # energy bookkeeping: total deposit is conserved through the round trip
+    assert torch.allclose(back.sum(1), x.sum(1), rtol=1e-9)
+
+
+def test_shower_fractions_are_calofow_normalization():
+    x, e = synthetic_showers(20, seed=3)
+    pre = ShowerPreprocessing(PHOTON_LAYERS, threshold=THRESHOLD, energy_scale=2.0)
+    pre.mean, pre.std = torch.zeros(373, dtype=torch.float64), torch.ones(373, dtype=torch.float64)
+    xq = x.clone()
+    xq[xq == 0] = THRESHOLD / 2  # pretend dequantization gave this
+    f = pre._fractions(xq, e)
+    layers = torch.stack([c.sum(1) for c in torch.split(xq, PHOTON_LAYERS, dim=1)], 1)
+    assert torch.allclose(f[:, 0], layers.sum(1) / (2.0 * e[:, 0]))
+    assert torch.allclose(f[:, 1], layers[:, 0] / layers.sum(1))
+    assert torch.allclose(f[:, 4], layers[:, 3] / layers[:, 3:].sum(1))
+    assert torch.allclose(f[:, 5 + 8 : 5 + 168].sum(1), torch.ones(20, dtype=torch.float64))
+    y, _ = pre.forward(xq, e)  # (no zeros left to dequantize)
+    p = LOGIT_EPS + (1 - 2 * LOGIT_EPS) * f
+    assert torch.allclose(y, torch.log(p / (1 - p)))
+
+
+def test_shower_inverse_of_arbitrary_features_is_a_valid_shower():
+    x, e = synthetic_showers(100)
+    pre = ShowerPreprocessing(PHOTON_LAYERS).fit(x, e, generator=torch.Generator().manual_seed(0))
+    y = 3 * torch.randn(100, 373, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    s = pre.inverse(y, e)
+    assert torch.isfinite(s).all() and (s >= 0).all()
+    assert ((s == 0) | (s >= 0.9995 * pre.threshold)).all()
+    assert (s.sum(1) <= pre.energy_scale * e[:, 0] * (1 + 1e-12)).all()
+
+
+def test_shower_state_round_trip_and_bad_input():
+    x, e = synthetic_showers(50)
+    pre = ShowerPreprocessing(PHOTON_LAYERS).fit(x, e, generator=torch.Generator().manual_seed(0))
+    back = from_dict(json.loads(json.dumps(pre.to_dict())))
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    assert torch.equal(back.forward(x, e, generator=g1)[0], pre.forward(x, e, generator=g2)[0])
+    with pytest.raises(ValueError, match="368 voxels"):
+        ShowerPreprocessing([8, 8]).fit(x, e)
+    with pytest.raises(ValueError, match="unknown preprocessing"):
+        from_dict({"kind": "nope"})
