@@ -33,18 +33,11 @@ def anomaly_scores(model: Any, x: Any, theta: Any, *, batch_size: int = 10_000) 
 
 def roc_auc(scores_normal: np.ndarray, scores_anomalous: np.ndarray) -> float:
     """ROC AUC of separating anomalous from normal events by a higher score (ties count ½)."""
-    a = np.asarray(scores_anomalous, dtype=np.float64)
-    b = np.asarray(scores_normal, dtype=np.float64)
-    allv = np.concatenate([a, b])
-    # midranks handle ties and infinities
-    order = np.argsort(allv, kind="mergesort")
-    ranks = np.empty(len(allv))
-    sorted_v = allv[order]
-    _, first, counts = np.unique(sorted_v, return_index=True, return_counts=True)
-    mid = first + (counts - 1) / 2.0 + 1
-    ranks[order] = np.repeat(mid, counts)
-    r_a = ranks[: len(a)].sum()
-    return float((r_a - len(a) * (len(a) + 1) / 2) / (len(a) * len(b)))
+    from .metrics.classifier import roc_auc as auc
+
+    a = np.asarray(scores_anomalous, dtype=np.float64).reshape(-1)
+    b = np.asarray(scores_normal, dtype=np.float64).reshape(-1)
+    return auc(np.concatenate([a, b]), np.r_[np.ones(len(a)), np.zeros(len(b))])
 
 
 class AnomalyDetector:

@@ -1,0 +1,657 @@
+"""The evaluation report: compare a candidate dataset file with a reference file.
+
+:func:`evaluate` reads two files in the package's HDF5 format (e.g. a simulator file and a file
+sampled from a surrogate with ``surrogates sample --like``), chooses the metrics from the simulator
+named in the files' metadata, and writes into one folder:
+
+* ``metrics.json``: every number, with the settings that produced it;
+* one PNG per figure;
+* ``report.html``: a single self-contained page (figures embedded as base64, no scripts, no
+  external resources) that opens in any browser without a server.
+
+Metrics by simulator:
+
+* ``calorimeter``: classifier AUC (and JSD) on low-level inputs and on high-level features,
+  separation power and Wasserstein distance per high-level feature, Fréchet distance of the
+  high-level features; average shower per layer and feature histograms;
+* ``nbody``: mean power spectra with their ratio and χ², pixel-PDF and peak-count separation,
+  cross-correlation of matched pairs; spectra and example fields;
+* anything else (toy simulators, user simulators): C2ST on the joint (θ, x), MMD permutation test,
+  per-dimension separation power and Wasserstein distance, Fréchet distance; histograms and a
+  corner plot.
+
+Conditions: when both files hold the same θ row by row (``surrogates sample --like``), the pairs are
+"matched"; otherwise the θ distributions are compared like features, since metrics on the joint
+(θ, x) only make sense when both θ samples follow one distribution. When the candidate was written
+by a surrogate whose run folder is still present, sampling speed is measured against the
+simulator on the same θ.
+
+Example:
+    >>> from surrogates.report import evaluate
+    >>> summary = evaluate("sim.h5", "flow.h5", "report/", seed=0)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import simulators
+from simulators.base import SimulatorInputError
+
+from . import metrics as M
+
+__all__ = ["evaluate", "write_html"]
+
+REPORT_VERSION = 1
+#: at most this many field cells per file are read for N-body statistics (float64: 400 MB)
+_MAX_FIELD_CELLS = 50_000_000
+
+
+def _base_simulator(meta: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The physics simulator behind a file: itself, or the one a surrogate was trained on."""
+    name = str(meta.get("simulator", ""))
+    config = dict(meta.get("simulator_config") or {})
+    if name.startswith("surrogate:"):
+        return name.split(":", 1)[1], dict(config.get("base_config") or {})
+    return name, config
+
+
+def _load(ds: simulators.Dataset, n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(ds.theta[:n], dtype=np.float64), np.asarray(ds.x[:n], dtype=np.float64)
+
+
+def _finite_rows(*arrays: np.ndarray) -> np.ndarray:
+    ok = np.ones(len(arrays[0]), dtype=bool)
+    for a in arrays:
+        ok &= np.all(np.isfinite(a.reshape(len(a), -1)), axis=1)
+    return ok
+
+
+def _prepare_out(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SimulatorInputError(f"--out {out_dir} exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not overwrite:
+            raise SimulatorInputError(f"{out_dir} is not empty; pass --overwrite to replace it")
+        for name in ("metrics.json", "report.html"):
+            (out_dir / name).unlink(missing_ok=True)
+        for png in out_dir.glob("*.png"):
+            png.unlink()
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics per kind of simulator
+
+
+def _generic(theta_r, x_r, theta_c, x_c, out, seed, device, figures) -> dict[str, Any]:
+    from .plots.common import plot_histograms
+    from .plots.posterior import plot_corner
+
+    ok_r, ok_c = _finite_rows(theta_r, x_r), _finite_rows(theta_c, x_c)
+    res: dict[str, Any] = {
+        "nan_fraction_reference": float(1 - ok_r.mean()),
+        "nan_fraction_candidate": float(1 - ok_c.mean()),
+    }
+    xr, xc = x_r[ok_r].reshape(ok_r.sum(), -1), x_c[ok_c].reshape(ok_c.sum(), -1)
+    jr = np.concatenate([theta_r[ok_r], xr], axis=1)
+    jc = np.concatenate([theta_c[ok_c], xc], axis=1)
+    res["c2st_joint"] = M.c2st(jr, jc, seed=seed, device=device)
+    # MMD on the joint, z-scored with the reference (the kernel has one bandwidth for all dims).
+    mean, std = jr.mean(axis=0), jr.std(axis=0)
+    std[std == 0] = 1
+    mmd, p = M.mmd_permutation_test(
+        (jr - mean) / std, (jc - mean) / std, rng=np.random.default_rng(seed)
+    )
+    res["mmd2_joint"], res["mmd_p_value"] = mmd, p
+    res["frechet_x"] = M.frechet_distance(xr, xc)
+    names = [f"x{i}" for i in range(xr.shape[1])]
+    res["features"] = M.compare_features(
+        dict(zip(names, xr.T, strict=True)), dict(zip(names, xc.T, strict=True))
+    )
+    shown = names[:16]
+    figures.append(
+        (
+            "Distributions of x (first 16 dimensions); ratio panel: candidate / reference, "
+            "grey band: reference Poisson error; S: separation power",
+            plot_histograms(
+                dict(zip(names, xr.T, strict=True)),
+                dict(zip(names, xc.T, strict=True)),
+                out / "x_histograms.png",
+                names=shown,
+            ),
+        )
+    )
+    d = min(xr.shape[1], 6)
+    figures.append(
+        (
+            "Corner plot of x (68 % and 95 % contours)",
+            plot_corner(
+                {"reference": xr[:, :d], "candidate": xc[:, :d]},
+                out / "x_corner.png",
+                labels=names[:d],
+            ),
+        )
+    )
+    return res
+
+
+def _high_level_matrix(features, e_inc) -> tuple[np.ndarray, list[str]]:
+    """High-level features as a matrix, with log10 E_inc first; energies as log10(1 + E/MeV),
+    since they span decades and the classifier and the Fréchet distance are scale-sensitive."""
+    m, cols = M.stack_features(features)
+    for i, name in enumerate(cols):
+        if name.startswith("E_layer"):
+            m[:, i] = np.log10(1 + np.clip(m[:, i], 0, None))
+    return np.concatenate([np.log10(e_inc.reshape(-1, 1)), m], axis=1), cols
+
+
+def _calorimeter(theta_r, x_r, theta_c, x_c, sim, out, seed, device, figures) -> dict[str, Any]:
+    from simulators.calorimeter.features import high_level_features
+
+    from .plots.calorimeter import plot_average_shower, plot_feature_histograms
+
+    g = sim.geometry
+    res: dict[str, Any] = {}
+    low_r, low_c = M.low_level_inputs(x_r, theta_r), M.low_level_inputs(x_c, theta_c)
+    res["classifier_low_level"] = M.classifier_auc(low_r, low_c, seed=seed, device=device).to_dict()
+    f_r = high_level_features(x_r, theta_r, g)
+    f_c = high_level_features(x_c, theta_c, g)
+    hl_r, cols = _high_level_matrix(f_r, theta_r)
+    hl_c, _ = _high_level_matrix(f_c, theta_c)
+    res["classifier_high_level"] = M.classifier_auc(hl_r, hl_c, seed=seed, device=device).to_dict()
+    res["frechet_high_level"] = M.frechet_distance(hl_r, hl_c)
+    fd, fd_err = M.frechet_distance_extrapolated(hl_r, hl_c, rng=np.random.default_rng(seed))
+    res["frechet_high_level_inf"], res["frechet_high_level_inf_error"] = fd, fd_err
+    res["features"] = M.compare_features(f_r, f_c)
+    seps = [v["separation_power"] for v in res["features"].values()]
+    res["separation_power_mean"] = float(np.mean(seps))
+    res["separation_power_max"] = float(np.max(seps))
+    res["high_level_columns"] = ["log10 E_inc", *cols]
+    vmax = float(max(x_r.mean(axis=0).max(), x_c.mean(axis=0).max()))
+    for label, x in (("reference", x_r), ("candidate", x_c)):
+        figures.append(
+            (
+                f"Average {label} shower per layer",
+                plot_average_shower(
+                    x,
+                    g,
+                    out / f"average_shower_{label}.png",
+                    title=f"{label}: average of {len(x)} showers",
+                    vmax=vmax,
+                ),
+            )
+        )
+    figures.append(
+        (
+            "High-level features (bins from the reference; ratio panel: candidate / reference)",
+            plot_feature_histograms({"reference": f_r, "candidate": f_c}, out / "features.png"),
+        )
+    )
+    return res
+
+
+def _nbody_fields(x: np.ndarray, config: dict[str, Any]) -> np.ndarray:
+    """A batch of 2-d maps or 3-d boxes from nbody rows (first redshift only)."""
+    m = x.shape[-1]
+    per_row = x.reshape(len(x), len(config.get("redshifts") or [0]), -1)[:, 0]
+    if config.get("output", "field3d") == "field3d":
+        return per_row.reshape(-1, m, m, m)
+    return per_row.reshape(-1, m, m)
+
+
+def _nbody(theta_r, x_r, theta_c, x_c, config, matched, out, figures) -> dict[str, Any]:
+    from .metrics.fields import compare_fields, find_peaks
+    from .plots.common import plot_histograms
+    from .plots.fields import plot_fields, plot_power_spectra
+
+    box = float(config.get("box_size", x_r.shape[-1]))
+    fr, fc = _nbody_fields(x_r, config), _nbody_fields(x_c, config)
+    per = len(fr) // max(len(x_r), 1)  # maps per row: slices of one box are correlated
+    res = compare_fields(fr, fc, box, matched=matched, group_size=max(per, 1))
+    res["box_size"] = box
+    res["field_shape"] = list(fr.shape[1:])
+    figures.append(
+        (
+            "Mean power spectra (band: standard error of the reference mean) and their ratio",
+            plot_power_spectra(
+                res["k"],
+                res["power_reference"],
+                res["power_candidate"],
+                out / "power_spectra.png",
+                se_reference=res["power_reference_se"],
+                se_candidate=res["power_candidate_se"],
+            ),
+        )
+    )
+    titles = [f"θ = ({t[0]:.3g}, {t[1]:.3g})" for t in theta_r[:4]]
+    figures.append(
+        (
+            "Example fields (3-d boxes projected along the last axis); same colour scale"
+            if fr.ndim == 4
+            else "Example maps (first slice of each box); same colour scale",
+            plot_fields(
+                fr[:: max(per, 1)],
+                fc[:: max(per, 1)],
+                out / "fields.png",
+                titles=titles if matched else None,
+            ),
+        )
+    )
+    n = min(len(fr), 64)
+    pix = {
+        "pixel value": fr[:n].reshape(-1),
+        "peak height": np.concatenate([f[find_peaks(f)] for f in fr[:n]]),
+    }
+    pix_c = {
+        "pixel value": fc[:n].reshape(-1),
+        "peak height": np.concatenate([f[find_peaks(f)] for f in fc[:n]]),
+    }
+    figures.append(
+        ("Pixel PDF and peak heights", plot_histograms(pix, pix_c, out / "pixel_peaks.png"))
+    )
+    return res
+
+
+# ---------------------------------------------------------------------------------------------
+# Conditions and speed
+
+
+def _conditions(theta_r, theta_c, names) -> dict[str, Any]:
+    matched = theta_r.shape == theta_c.shape and np.allclose(theta_r, theta_c, rtol=1e-6, atol=0)
+    res: dict[str, Any] = {"matched": bool(matched), "parameters": list(names)}
+    if not matched:
+        from scipy.stats import ks_2samp
+
+        res["theta"] = M.compare_features(
+            dict(zip(names, theta_r.T, strict=True)), dict(zip(names, theta_c.T, strict=True))
+        )
+        # Kolmogorov–Smirnov per parameter, Bonferroni-corrected at the 1 % level.
+        p = [float(ks_2samp(a, b).pvalue) for a, b in zip(theta_r.T, theta_c.T, strict=True)]
+        res["theta_ks_p_values"] = p
+        res["theta_distributions_agree"] = bool(min(p) > 0.01 / len(p))
+    return res
+
+
+def _speed(cand_meta, base, theta, seed) -> dict[str, Any] | None:
+    """Rows per second of the surrogate and of its simulator on the same θ (CPU, this process)."""
+    if not str(cand_meta.get("simulator", "")).startswith("surrogate:"):
+        return None
+    config = cand_meta.get("simulator_config") or {}
+    run_dir = config.get("run_dir") or cand_meta.get("surrogate_run")
+    try:
+        from .cli.train import model_class
+
+        model = model_class(config.get("model_type", "flow")).load(run_dir, device="cpu")
+        surrogate = model.as_simulator()
+    except Exception as exc:  # a moved run folder must not sink the whole report
+        return {"note": f"surrogate run {run_dir!r} could not be loaded: {exc}"}
+
+    def rate(sim, budget_s: float) -> tuple[float, int]:
+        # Batches double from 16 rows until the budget is spent; the rate of the last (largest)
+        # batch is reported, since bulk generation runs in large batches.
+        rng = np.random.default_rng(seed)
+        sim.simulate(theta[:2], rng)  # warm-up: imports, caches, first-call overheads
+        n, spent, last = 16, 0.0, (0.0, 0)
+        while True:
+            rows = theta[:n]
+            t0 = time.perf_counter()
+            sim.simulate(rows, rng)
+            dt = time.perf_counter() - t0
+            spent += dt
+            last = (len(rows) / max(dt, 1e-9), len(rows))
+            if spent >= budget_s or n >= min(len(theta), 65536):
+                return last
+            n *= 2
+
+    r_sur, n_sur = rate(surrogate, 2.0)
+    r_sim, n_sim = rate(base, 5.0)
+    return {
+        "surrogate_rows_per_s": r_sur,
+        "simulator_rows_per_s": r_sim,
+        "speedup": r_sur / r_sim,
+        "batch_rows": {"surrogate": n_sur, "simulator": n_sim},
+        "device": "cpu",
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+
+
+def evaluate(
+    reference: str | Path,
+    candidate: str | Path,
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    device: str = "cpu",
+    max_samples: int = 20_000,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Compares ``candidate`` with ``reference`` and writes metrics.json, figures and report.html.
+
+    Args:
+        reference: the reference dataset file (usually simulator output).
+        candidate: the file to judge (a surrogate sample, or a second simulator run).
+        out_dir: output folder; must be empty or absent unless ``overwrite``.
+        seed: seeds every classifier and permutation test.
+        device: torch device for the classifiers (``"auto"``, ``"cpu"``, ``"cuda"``).
+        max_samples: use at most the first this many rows of each file (N-body files are also
+            limited to 5·10⁷ field cells).
+        overwrite: replace an earlier report in ``out_dir``.
+
+    Returns:
+        The dictionary written to ``metrics.json``.
+
+    Raises:
+        SimulatorInputError: unreadable files, incompatible shapes or simulators, non-empty
+            ``out_dir`` without ``overwrite``.
+    """
+    out = Path(out_dir)
+    if max_samples < 2:
+        raise SimulatorInputError("max_samples must be at least 2")
+    t_start = time.perf_counter()
+    with simulators.open_dataset(reference) as ref, simulators.open_dataset(candidate) as cand:
+        base_r, cfg_r = _base_simulator(ref.meta)
+        base_c, cfg_c = _base_simulator(cand.meta)
+        if base_r != base_c:
+            raise SimulatorInputError(
+                f"the files come from different simulators: {base_r!r} and {base_c!r}"
+            )
+        if ref.x_shape != cand.x_shape or ref.param_names != cand.param_names:
+            raise SimulatorInputError(
+                f"schemas differ: x {ref.x_shape} vs {cand.x_shape}, "
+                f"parameters {ref.param_names} vs {cand.param_names}"
+            )
+        n = min(len(ref), len(cand), max_samples)
+        if base_r == "nbody":  # whole boxes: bound the memory, not the number of rows
+            n = min(n, max(2, _MAX_FIELD_CELLS // max(int(np.prod(ref.x_shape)), 1)))
+        need = 2 if base_r == "nbody" else 20  # classifiers need a few rows per fold
+        if n < need:
+            raise SimulatorInputError(f"need at least {need} rows in each file, got {n}")
+        _prepare_out(out, overwrite)
+        theta_r, x_r = _load(ref, n)
+        theta_c, x_c = _load(cand, n)
+        meta_r, meta_c = ref.meta, cand.meta
+        names = ref.param_names
+
+    conditions = _conditions(theta_r, theta_c, names)
+    conditions["simulator_config_differs"] = cfg_r != cfg_c
+    figures: list[tuple[str, Path]] = []
+    if base_r == "calorimeter":
+        sim = simulators.get(base_r, **cfg_r)
+        kind = "calorimeter"
+        results = _calorimeter(theta_r, x_r, theta_c, x_c, sim, out, seed, device, figures)
+    elif base_r == "nbody":
+        kind = "nbody"
+        results = _nbody(theta_r, x_r, theta_c, x_c, cfg_r, conditions["matched"], out, figures)
+    else:
+        kind = "generic"
+        results = _generic(theta_r, x_r, theta_c, x_c, out, seed, device, figures)
+    try:
+        base_sim = simulators.get(base_r, **cfg_r)
+    except Exception:  # a user simulator not registered in this process
+        base_sim = None
+    speed = _speed(meta_c, base_sim, theta_c, seed) if base_sim is not None else None
+
+    summary: dict[str, Any] = {
+        "report_version": REPORT_VERSION,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "reference": {"path": str(reference), "meta": meta_r},
+        "candidate": {"path": str(candidate), "meta": meta_c},
+        "simulator": base_r,
+        "kind": kind,
+        "n": n,
+        "seed": seed,
+        "conditions": conditions,
+        "metrics": results,
+        "speed": speed,
+        "figures": [p.name for _, p in figures],
+        "seconds": round(time.perf_counter() - t_start, 2),
+    }
+    text = json.dumps(_finite(summary), indent=2, default=_json_default, allow_nan=False)
+    (out / "metrics.json").write_text(text + "\n")
+    write_html(summary, figures, out / "report.html")
+    return summary
+
+
+def _finite(value: Any) -> Any:
+    """NaN and ±inf become null, so metrics.json is strict JSON that any parser reads."""
+    if isinstance(value, np.ndarray):
+        return _finite(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, (float, np.floating)) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# HTML
+
+_CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid
+#ccc;padding-bottom:.2em}table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
+td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left}th{background:#f3f5f8}
+td.num{text-align:right;font-variant-numeric:tabular-nums}.muted{color:#666;font-size:.9em}
+figure{margin:1.2em 0}figure img{max-width:100%;border:1px solid #eee}
+figcaption{font-size:.9em;color:#444}.ok{color:#1b7f3b}.bad{color:#b3261e}
+"""
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        return f"{v:.4g}"
+    return html.escape(str(v))
+
+
+def _table(rows: list[tuple[str, Any, str]]) -> str:
+    body = "".join(
+        f"<tr><td>{html.escape(k)}</td><td class='num'>{_fmt(v)}</td>"
+        f"<td class='muted'>{html.escape(note)}</td></tr>"
+        for k, v, note in rows
+    )
+    return f"<table><tr><th>metric</th><th>value</th><th>reading</th></tr>{body}</table>"
+
+
+def _headline(summary: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    m, kind = summary["metrics"], summary["kind"]
+    rows: list[tuple[str, Any, str]] = []
+    if kind == "calorimeter":
+        for key, label in (
+            ("classifier_low_level", "low-level"),
+            ("classifier_high_level", "high-level"),
+        ):
+            rows.append(
+                (
+                    f"classifier AUC ({label})",
+                    m[key]["auc"],
+                    "0.5 = indistinguishable, 1 = fully separable",
+                )
+            )
+            rows.append((f"classifier JSD ({label})", m[key]["jsd"], "bits; 0 = identical"))
+        fd = f"{m['frechet_high_level_inf']:.3g} ± {m['frechet_high_level_inf_error']:.2g}"
+        rows.append(
+            (
+                "Fréchet distance (high-level), N → ∞",
+                fd,
+                "standardized, extrapolated in 1/N; 0 = same means and covariances",
+            )
+        )
+        rows.append(
+            (
+                "Fréchet distance (high-level), plug-in",
+                m["frechet_high_level"],
+                "biased upwards at finite N",
+            )
+        )
+        rows.append(("separation power, mean", m["separation_power_mean"], "0 = identical"))
+        rows.append(("separation power, max", m["separation_power_max"], "worst feature"))
+    elif kind == "nbody":
+        rows.append(
+            (
+                "P(k) χ² per k-bin",
+                m["power_chi2_per_bin"],
+                "≈ 1 when the mean spectra agree within their errors",
+            )
+        )
+        rows.append(("P(k) mean |ratio − 1|", m["power_ratio_mean_abs_dev"], "0 = identical"))
+        rows.append(("pixel PDF separation power", m["pixel_pdf_separation_power"], ""))
+        rows.append(("peak-height separation power", m["peak_separation_power"], ""))
+        rows.append(("peaks per field (reference)", m["peaks_per_field_reference"], ""))
+        rows.append(("peaks per field (candidate)", m["peaks_per_field_candidate"], ""))
+        if "cross_correlation_mean" in m:
+            r = np.asarray(m["cross_correlation_mean"], dtype=float)
+            rows.append(
+                (
+                    "cross-correlation r(k), mean over k",
+                    float(np.nanmean(r)),
+                    "matched pairs; ≈ 0 unless the candidate shares the phases",
+                )
+            )
+    else:
+        rows.append(
+            (
+                "C2ST accuracy on (θ, x)",
+                m["c2st_joint"],
+                "0.5 = indistinguishable, 1 = fully separable",
+            )
+        )
+        rows.append(("MMD² on (θ, x)", m["mmd2_joint"], "unbiased; ≈ 0 when the same"))
+        rows.append(("MMD permutation p-value", m["mmd_p_value"], "small = different"))
+        rows.append(("Fréchet distance of x", m["frechet_x"], "standardized"))
+        rows.append(
+            (
+                "NaN rows (reference / candidate)",
+                f"{m['nan_fraction_reference']:.3g} / {m['nan_fraction_candidate']:.3g}",
+                "fraction of rows dropped",
+            )
+        )
+    return rows
+
+
+def _figure_html(caption: str, path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (
+        f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
+def write_html(summary: dict[str, Any], figures: list[tuple[str, Path]], path: Path) -> Path:
+    """Writes the self-contained report page (figures embedded as base64 PNG)."""
+    ref, cand = summary["reference"], summary["candidate"]
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        f"<title>Evaluation: {html.escape(Path(cand['path']).name)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>Evaluation report: {html.escape(summary['simulator'])}</h1>",
+        f"<p class='muted'>created {summary['created']}, seed {summary['seed']}, "
+        f"{summary['n']:,} rows per file, {summary['seconds']} s</p>",
+        "<h2>Files</h2><table><tr><th></th><th>file</th><th>written by</th><th>seed</th></tr>",
+    ]
+    for label, f in (("reference", ref), ("candidate", cand)):
+        meta = f["meta"]
+        parts.append(
+            f"<tr><td>{label}</td><td>{html.escape(f['path'])}</td>"
+            f"<td>{html.escape(str(meta.get('simulator')))}</td>"
+            f"<td>{html.escape(str(meta.get('seed')))}</td></tr>"
+        )
+    parts.append("</table>")
+    cond = summary["conditions"]
+    if cond["matched"]:
+        parts.append("<p class='ok'>Conditions matched: both files hold the same θ row by row.</p>")
+    else:
+        agree = cond.get("theta_distributions_agree")
+        cls, word = ("ok", "agree") if agree else ("bad", "DIFFER")
+        parts.append(
+            f"<p class='{cls}'>Conditions not matched row by row; the θ distributions {word} "
+            "(Kolmogorov–Smirnov test per parameter, 1 % level, Bonferroni), and the metrics "
+            "compare the joint distributions of (θ, x).</p>"
+        )
+    if cond.get("simulator_config_differs"):
+        parts.append(
+            "<p class='bad'>The simulator settings of the two files differ (see "
+            "metrics.json); the comparison is across configurations.</p>"
+        )
+    parts.append("<h2>Headline metrics</h2>")
+    parts.append(_table(_headline(summary)))
+    speed = summary.get("speed")
+    if speed:
+        parts.append("<h2>Sampling speed</h2>")
+        if "note" in speed:
+            parts.append(f"<p class='muted'>{html.escape(speed['note'])}</p>")
+        else:
+            parts.append(
+                _table(
+                    [
+                        (
+                            "surrogate (rows/s)",
+                            speed["surrogate_rows_per_s"],
+                            f"CPU, batch of {speed['batch_rows']['surrogate']} rows",
+                        ),
+                        (
+                            "simulator (rows/s)",
+                            speed["simulator_rows_per_s"],
+                            f"CPU, same θ, batch of {speed['batch_rows']['simulator']} rows",
+                        ),
+                        ("speed-up", speed["speedup"], "surrogate / simulator"),
+                    ]
+                )
+            )
+    feats = summary["metrics"].get("features")
+    if feats:
+        parts.append(
+            "<h2>Per-feature comparison</h2><p class='muted'>Noise: the separation "
+            "power expected from sampling alone for two samples of one distribution; "
+            "values well above it are real differences.</p><table><tr><th>feature</th>"
+            "<th>separation power</th><th>noise</th><th>Wasserstein / σ<sub>ref</sub>"
+            "</th></tr>"
+        )
+        for name, v in feats.items():
+            flag = (
+                " class='num bad'"
+                if v["separation_power"] > 3 * v["separation_power_noise"]
+                else " class='num'"
+            )
+            parts.append(
+                f"<tr><td>{html.escape(name)}</td><td{flag}>"
+                f"{_fmt(v['separation_power'])}</td><td class='num'>"
+                f"{_fmt(v['separation_power_noise'])}</td><td class='num'>"
+                f"{_fmt(v['wasserstein_over_std'])}</td></tr>"
+            )
+        parts.append("</table>")
+    if figures:
+        parts.append("<h2>Figures</h2>")
+        parts += [_figure_html(caption, p) for caption, p in figures]
+    parts.append("<p class='muted'>All numbers are in metrics.json next to this page.</p>")
+    parts.append("</body></html>")
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path
