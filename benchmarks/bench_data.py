@@ -17,13 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import banner, peak_rss_mib  # noqa: E402
+from _common import banner, peak_rss_mib
 
-import simulators  # noqa: E402
-from simulators import BoxUniform, Simulator  # noqa: E402
+import simulators
+from simulators import BoxUniform, Simulator
 
 
 class ShowerLike(Simulator):

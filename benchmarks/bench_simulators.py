@@ -1,7 +1,7 @@
-"""Simulation throughput (rows/s) of the toy simulators through `simulators.generate`, 1 vs 2 workers.
+"""Simulation throughput (rows/s) of the toy simulators via `simulators.generate`, 1 vs 2 workers.
 
-Each row of the table is one complete `generate` call writing a dataset file (simulation, part files,
-assembly, verification), so it is the throughput a user of `surrogates simulate` sees.
+Each row of the table is one complete `generate` call writing a dataset file (simulation, part
+files, assembly, verification), so it is the throughput a user of `surrogates simulate` sees.
 
     python benchmarks/bench_simulators.py [--scale 0.1]
 """
@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import banner  # noqa: E402
+from _common import banner
 
-import simulators  # noqa: E402
+import simulators
 
 ROWS = {
     "two_moons": 1_000_000,
