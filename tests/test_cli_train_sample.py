@@ -111,3 +111,26 @@ def test_as_simulator_is_a_drop_in_replacement(run_dir, tmp_path):
     with simulators.open_dataset(path) as d:
         assert d.x.shape == (300, 2) and np.isfinite(d.x[:]).all()
     assert torch.get_num_threads() >= 1
+
+
+def test_score_writes_scores_and_p_values_that_flag_shifted_events(
+    moons, run_dir, tmp_path, capsys
+):
+    ref, odd = tmp_path / "ref.h5", tmp_path / "odd.h5"
+    simulators.generate(simulators.get("two_moons"), 400, ref, seed=7)
+    with simulators.open_dataset(ref) as data:
+        theta, x = data.theta[...].astype(np.float64), data.x[...]
+    # the same conditions, events moved far off the moons: a flow must find them unlikely
+    shifted = simulators.get("two_moons")
+    simulators.generate(shifted, 400, odd, seed=8, theta=theta)
+    with h5py.File(odd, "r+") as f:
+        f["x"][...] = x + 1.5
+    out = tmp_path / "s.csv"
+    assert (
+        main(["score", str(run_dir), "--data", str(odd), "--ref", str(ref), "--out", str(out)]) == 0
+    )
+    table = np.loadtxt(out, delimiter=",", skiprows=1)
+    assert table.shape == (400, 3)
+    assert np.mean(table[:, 2] < 0.05) > 0.9  # shifted events get small p-values
+    assert main(["score", str(run_dir), "--data", str(ref), "--out", str(out)]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err

@@ -17,7 +17,7 @@ from simulators.base import SimulatorInputError
 
 __all__ = ["UserError", "main"]
 
-COMMANDS = ("demo", "simulate", "info", "train", "sample", "evaluate")
+COMMANDS = ("demo", "simulate", "info", "train", "sample", "evaluate", "score")
 
 
 class UserError(SimulatorInputError):
