@@ -1,0 +1,218 @@
+"""The self-contained HTML page of an evaluation report (figures embedded, no scripts)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["write_html"]
+
+_CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid
+#ccc;padding-bottom:.2em}table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
+td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left}th{background:#f3f5f8}
+td.num{text-align:right;font-variant-numeric:tabular-nums}.muted{color:#666;font-size:.9em}
+figure{margin:1.2em 0}figure img{max-width:100%;border:1px solid #eee}
+figcaption{font-size:.9em;color:#444}.ok{color:#1b7f3b}.bad{color:#b3261e}
+"""
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        return f"{v:.4g}"
+    return html.escape(str(v))
+
+
+def _table(rows: list[tuple[str, Any, str]]) -> str:
+    body = "".join(
+        f"<tr><td>{html.escape(k)}</td><td class='num'>{_fmt(v)}</td>"
+        f"<td class='muted'>{html.escape(note)}</td></tr>"
+        for k, v, note in rows
+    )
+    return f"<table><tr><th>metric</th><th>value</th><th>reading</th></tr>{body}</table>"
+
+
+def _headline(summary: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    m, kind = summary["metrics"], summary["kind"]
+    rows: list[tuple[str, Any, str]] = []
+    if kind == "calorimeter":
+        for key, label in (
+            ("classifier_low_level", "low-level"),
+            ("classifier_high_level", "high-level"),
+        ):
+            rows.append(
+                (
+                    f"classifier AUC ({label})",
+                    m[key]["auc"],
+                    "0.5 = indistinguishable, 1 = fully separable",
+                )
+            )
+            rows.append((f"classifier JSD ({label})", m[key]["jsd"], "bits; 0 = identical"))
+        fd = f"{m['frechet_high_level_inf']:.3g} ± {m['frechet_high_level_inf_error']:.2g}"
+        rows.append(
+            (
+                "Fréchet distance (high-level), N → ∞",
+                fd,
+                "standardized, extrapolated in 1/N; 0 = same means and covariances",
+            )
+        )
+        rows.append(
+            (
+                "Fréchet distance (high-level), plug-in",
+                m["frechet_high_level"],
+                "biased upwards at finite N",
+            )
+        )
+        rows.append(("separation power, mean", m["separation_power_mean"], "0 = identical"))
+        rows.append(("separation power, max", m["separation_power_max"], "worst feature"))
+    elif kind == "nbody":
+        rows.append(
+            (
+                "P(k) χ² per k-bin",
+                m["power_chi2_per_bin"],
+                "≈ 1 when the mean spectra agree within their errors",
+            )
+        )
+        rows.append(("P(k) mean |ratio − 1|", m["power_ratio_mean_abs_dev"], "0 = identical"))
+        rows.append(("pixel PDF separation power", m["pixel_pdf_separation_power"], ""))
+        rows.append(("peak-height separation power", m["peak_separation_power"], ""))
+        rows.append(("peaks per field (reference)", m["peaks_per_field_reference"], ""))
+        rows.append(("peaks per field (candidate)", m["peaks_per_field_candidate"], ""))
+        if "cross_correlation_mean" in m:
+            r = np.asarray(m["cross_correlation_mean"], dtype=float)
+            rows.append(
+                (
+                    "cross-correlation r(k), mean over k",
+                    float(np.nanmean(r)),
+                    "matched pairs; ≈ 0 unless the candidate shares the phases",
+                )
+            )
+    else:
+        rows.append(
+            (
+                "C2ST accuracy on (θ, x)",
+                m["c2st_joint"],
+                "0.5 = indistinguishable, 1 = fully separable",
+            )
+        )
+        rows.append(("MMD² on (θ, x)", m["mmd2_joint"], "unbiased; ≈ 0 when the same"))
+        rows.append(("MMD permutation p-value", m["mmd_p_value"], "small = different"))
+        rows.append(("Fréchet distance of x", m["frechet_x"], "standardized"))
+        rows.append(
+            (
+                "NaN rows (reference / candidate)",
+                f"{m['nan_fraction_reference']:.3g} / {m['nan_fraction_candidate']:.3g}",
+                "fraction of rows dropped",
+            )
+        )
+    return rows
+
+
+def _figure_html(caption: str, path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (
+        f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
+def write_html(summary: dict[str, Any], figures: list[tuple[str, Path]], path: Path) -> Path:
+    """Writes the self-contained report page (figures embedded as base64 PNG)."""
+    ref, cand = summary["reference"], summary["candidate"]
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        f"<title>Evaluation: {html.escape(Path(cand['path']).name)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>Evaluation report: {html.escape(summary['simulator'])}</h1>",
+        f"<p class='muted'>created {summary['created']}, seed {summary['seed']}, "
+        f"{summary['n']:,} rows per file, {summary['seconds']} s</p>",
+        "<h2>Files</h2><table><tr><th></th><th>file</th><th>written by</th><th>seed</th></tr>",
+    ]
+    for label, f in (("reference", ref), ("candidate", cand)):
+        meta = f["meta"]
+        parts.append(
+            f"<tr><td>{label}</td><td>{html.escape(f['path'])}</td>"
+            f"<td>{html.escape(str(meta.get('simulator')))}</td>"
+            f"<td>{html.escape(str(meta.get('seed')))}</td></tr>"
+        )
+    parts.append("</table>")
+    cond = summary["conditions"]
+    if cond["matched"]:
+        parts.append("<p class='ok'>Conditions matched: both files hold the same θ row by row.</p>")
+    else:
+        agree = cond.get("theta_distributions_agree")
+        cls, word = ("ok", "agree") if agree else ("bad", "DIFFER")
+        parts.append(
+            f"<p class='{cls}'>Conditions not matched row by row; the θ distributions {word} "
+            "(Kolmogorov–Smirnov test per parameter, 1 % level, Bonferroni), and the metrics "
+            "compare the joint distributions of (θ, x).</p>"
+        )
+    if cond.get("simulator_config_differs"):
+        parts.append(
+            "<p class='bad'>The simulator settings of the two files differ (see "
+            "metrics.json); the comparison is across configurations.</p>"
+        )
+    parts.append("<h2>Headline metrics</h2>")
+    parts.append(_table(_headline(summary)))
+    speed = summary.get("speed")
+    if speed:
+        parts.append("<h2>Sampling speed</h2>")
+        if "note" in speed:
+            parts.append(f"<p class='muted'>{html.escape(speed['note'])}</p>")
+        else:
+            parts.append(
+                _table(
+                    [
+                        (
+                            "surrogate (rows/s)",
+                            speed["surrogate_rows_per_s"],
+                            f"CPU, batch of {speed['batch_rows']['surrogate']} rows",
+                        ),
+                        (
+                            "simulator (rows/s)",
+                            speed["simulator_rows_per_s"],
+                            f"CPU, same θ, batch of {speed['batch_rows']['simulator']} rows",
+                        ),
+                        ("speed-up", speed["speedup"], "surrogate / simulator"),
+                    ]
+                )
+            )
+    feats = summary["metrics"].get("features")
+    if feats:
+        parts.append(
+            "<h2>Per-feature comparison</h2><p class='muted'>Noise: the separation "
+            "power expected from sampling alone for two samples of one distribution; "
+            "values well above it are real differences.</p><table><tr><th>feature</th>"
+            "<th>separation power</th><th>noise</th><th>Wasserstein / σ<sub>ref</sub>"
+            "</th></tr>"
+        )
+        for name, v in feats.items():
+            flag = (
+                " class='num bad'"
+                if v["separation_power"] > 3 * v["separation_power_noise"]
+                else " class='num'"
+            )
+            parts.append(
+                f"<tr><td>{html.escape(name)}</td><td{flag}>"
+                f"{_fmt(v['separation_power'])}</td><td class='num'>"
+                f"{_fmt(v['separation_power_noise'])}</td><td class='num'>"
+                f"{_fmt(v['wasserstein_over_std'])}</td></tr>"
+            )
+        parts.append("</table>")
+    if figures:
+        parts.append("<h2>Figures</h2>")
+        parts += [_figure_html(caption, p) for caption, p in figures]
+    parts.append("<p class='muted'>All numbers are in metrics.json next to this page.</p>")
+    parts.append("</body></html>")
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path
