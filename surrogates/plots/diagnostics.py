@@ -1,8 +1,9 @@
 """Figures for posterior diagnostics: SBC rank histograms, coverage curves, predictive checks.
 
-Each function draws on a new :class:`matplotlib.figure.Figure` (Agg backend, no display needed),
-saves it when ``path`` is given, and returns it. Corner plots of posterior samples are in
-:mod:`surrogates.plots.posterior`.
+Like the other modules of :mod:`surrogates.plots`, each function builds a
+:class:`matplotlib.figure.Figure` directly (no pyplot, no global backend state), writes a PNG and
+returns its path. Corner plots of posterior samples:
+:func:`surrogates.plots.posterior.plot_corner`.
 
 Example:
     >>> import numpy as np
@@ -10,31 +11,23 @@ Example:
     >>> rng = np.random.default_rng(0)
     >>> theta = rng.normal(size=(200, 2)); x = theta + rng.normal(size=(200, 2))
     >>> result = sbc(lambda n, x: x / 2 + np.sqrt(0.5) * rng.normal(size=(n, len(x), 2)), theta, x)
-    >>> fig = plot_sbc_ranks(result)
+    >>> plot_sbc_ranks(result, "/tmp/sbc.png").name
+    'sbc.png'
 """
 
 from __future__ import annotations
 
 import math
-import os
+from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from scipy import stats
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from scipy import stats  # noqa: E402
+from .common import save_figure
 
 __all__ = ["plot_coverage", "plot_ppc", "plot_sbc_ranks"]
-
-
-def _save(fig: Figure, path: str | os.PathLike | None) -> Figure:
-    if path is not None:
-        fig.savefig(path, dpi=120, bbox_inches="tight")
-    return fig
 
 
 def _names(names: list[str] | None, p: int) -> list[str]:
@@ -42,14 +35,14 @@ def _names(names: list[str] | None, p: int) -> list[str]:
 
 
 def plot_sbc_ranks(
-    result: Any, *, bins: int | None = None, path: str | os.PathLike | None = None, band: float = 0.99
-) -> Figure:
+    result: Any, path: str | Path, *, bins: int | None = None, band: float = 0.99
+) -> Path:
     """One rank histogram per parameter, with the ``band`` interval of a uniform histogram.
 
     Args:
         result: a :class:`~surrogates.inference.diagnostics.SBCResult`.
         bins: histogram bins (default: about N / 20, at most 30, dividing n + 1 ranks evenly).
-        path: save the figure here.
+        path: output PNG.
         band: probability of the shaded binomial band per bin under uniform ranks.
     """
     ranks, n = np.asarray(result.ranks), int(result.n_samples)
@@ -58,7 +51,8 @@ def plot_sbc_ranks(
     names = _names(result.param_names, p)
     cols = min(p, 4)
     rows = math.ceil(p / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    fig = Figure(figsize=(3.2 * cols, 2.6 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     edges = np.linspace(-0.5, n + 0.5, bins + 1)
     prob = 1.0 / bins
     lo, hi = stats.binom.interval(band, count, prob)
@@ -76,10 +70,10 @@ def plot_sbc_ranks(
     axes.flat[0].legend(fontsize=7, loc="lower left")
     fig.suptitle(f"SBC: {count} simulations, {n} posterior draws each", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def plot_coverage(result: Any, *, path: str | os.PathLike | None = None) -> Figure:
+def plot_coverage(result: Any, path: str | Path) -> Path:
     """Expected coverage of HPD regions (and marginal central intervals) against credibility.
 
     Curves below the diagonal mean an over-confident estimator, above it a conservative one; the
@@ -87,14 +81,21 @@ def plot_coverage(result: Any, *, path: str | os.PathLike | None = None) -> Figu
     """
     levels, cov = np.asarray(result.levels), np.asarray(result.coverage)
     count = len(result.alpha)
-    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    fig = Figure(figsize=(4.2, 4.0))
+    ax = fig.subplots()
     lo, hi = stats.binom.interval(0.99, count, levels)
     ax.fill_between(levels, lo / count, hi / count, color="0.85", label="99% band (calibrated)")
     ax.plot([0, 1], [0, 1], color="0.4", lw=1, ls="--")
     marginal = np.asarray(result.marginal)
     names = _names(result.param_names, marginal.shape[1])
     for k in range(marginal.shape[1]):
-        ax.plot(levels, marginal[:, k], lw=0.8, alpha=0.6, label=f"{names[k]} (central)" if k < 6 else None)
+        ax.plot(
+            levels,
+            marginal[:, k],
+            lw=0.8,
+            alpha=0.6,
+            label=f"{names[k]} (central)" if k < 6 else None,
+        )
     ax.plot(levels, cov, color="k", lw=2, label="joint HPD")
     ax.set_xlabel("credibility level")
     ax.set_ylabel("empirical coverage")
@@ -103,17 +104,18 @@ def plot_coverage(result: Any, *, path: str | os.PathLike | None = None) -> Figu
     ax.legend(fontsize=7, loc="upper left")
     ax.set_title(f"Expected coverage ({count} simulations)", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def plot_ppc(result: Any, *, path: str | os.PathLike | None = None, max_features: int = 64) -> Figure:
+def plot_ppc(result: Any, path: str | Path, *, max_features: int = 64) -> Path:
     """Posterior predictive distribution of every feature (median, 50 % and 90 % bands) and the
     observation; features are the flattened x."""
     pred = np.asarray(result.x_pred).reshape(len(result.x_pred), -1)[:, :max_features]
     x_o = np.asarray(result.x_o).reshape(-1)[:max_features]
     idx = np.arange(len(x_o))
     q = np.quantile(pred, [0.05, 0.25, 0.5, 0.75, 0.95], axis=0)
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.25 * len(idx) + 2), 3.2))
+    fig = Figure(figsize=(max(4.0, 0.25 * len(idx) + 2), 3.2))
+    ax = fig.subplots()
     ax.fill_between(idx, q[0], q[4], color="C0", alpha=0.2, step="mid", label="90% predictive")
     ax.fill_between(idx, q[1], q[3], color="C0", alpha=0.4, step="mid", label="50% predictive")
     ax.plot(idx, q[2], color="C0", lw=1, drawstyle="steps-mid", label="median")
@@ -125,4 +127,4 @@ def plot_ppc(result: Any, *, path: str | os.PathLike | None = None, max_features
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
