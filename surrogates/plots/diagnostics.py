@@ -116,11 +116,13 @@ def plot_ppc(result: Any, path: str | Path, *, max_features: int = 64) -> Path:
     q = np.quantile(pred, [0.05, 0.25, 0.5, 0.75, 0.95], axis=0)
     fig = Figure(figsize=(max(4.0, 0.25 * len(idx) + 2), 3.2))
     ax = fig.subplots()
-    ax.fill_between(idx, q[0], q[4], color="C0", alpha=0.2, step="mid", label="90% predictive")
-    ax.fill_between(idx, q[1], q[3], color="C0", alpha=0.4, step="mid", label="50% predictive")
-    ax.plot(idx, q[2], color="C0", lw=1, drawstyle="steps-mid", label="median")
+    width = max(2.0, min(12.0, 300 / max(len(idx), 1)))
+    ax.vlines(idx, q[0], q[4], color="C0", alpha=0.3, lw=width, label="90% predictive")
+    ax.vlines(idx, q[1], q[3], color="C0", alpha=0.6, lw=width, label="50% predictive")
+    ax.plot(idx, q[2], "_", color="C0", ms=2 * width, mew=1.5, label="median")
     ax.plot(idx, x_o, "k.", ms=6, label="observed")
     ax.set_xlabel("feature")
+    ax.set_xticks(idx if len(idx) <= 20 else ax.get_xticks())
     ax.set_ylabel("x")
     title = f"Posterior predictive check ({len(pred)} draws"
     title += f", {result.n_dropped} NaN dropped)" if result.n_dropped else ")"

@@ -1,0 +1,218 @@
+"""Neural posterior estimation: ``surrogates.inference.NPE`` against ``sbi``'s NPE, in one process.
+
+For each task (two moons, SLCP, Gaussian linear, Lotka-Volterra) and simulation budget, one set of
+simulations (fixed seed) is given to every method: our NPE with its defaults, ``sbi``'s NPE with
+its default (a 5-transform MAF) and with ``density_estimator="nsf"``. Like ``sbibm``, the
+observations are fixed per task: θ_o drawn from the prior with a fixed seed and x_o simulated.
+Each estimate is scored by C2ST (``surrogates.metrics.c2st``; 0.5 is perfect) against reference
+posterior samples -- analytic for Gaussian linear, exact for two moons, likelihood-tempered SMC
+for SLCP and Lotka-Volterra -- cached under ``benchmarks/results/reference/`` (git-ignored).
+Training wall time is the time of the ``fit``/``train`` call. The script prints the machine and
+versions, a markdown table and the ratios ours / sbi; results also go to
+``benchmarks/results/npe_vs_sbi.json``.
+
+Usage:
+    python benchmarks/npe_vs_sbi.py                 # full: 4 tasks x {1000, 10000} x 5 observations
+    python benchmarks/npe_vs_sbi.py --quick         # two moons + Gaussian linear, 1000 sims, 2 obs
+    python benchmarks/npe_vs_sbi.py --tasks slcp --budgets 10000 --n-obs 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import banner
+
+import simulators
+from simulators.toy.reference import reference_posterior
+from surrogates.inference import NPE, torch_prior
+from surrogates.metrics import c2st
+
+TASKS = ("two_moons", "slcp", "gaussian_linear", "lotka_volterra")
+METHODS = ("ours", "sbi_maf", "sbi_nsf")
+RESULTS = Path(__file__).resolve().parent / "results"
+#: the SBI benchmark's published NPE C2ST at 10^4 simulations (Lueckmann et al., 2021)
+PUBLISHED = {"two_moons": 0.61, "slcp": 0.90, "gaussian_linear": 0.55}
+
+
+def observations(task: str, n_obs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed (θ_o, x_o) per task: the same for every run and method."""
+    sim = simulators.get(task)
+    rng = np.random.default_rng([TASKS.index(task), 2021])
+    theta, x = [], []
+    while len(x) < n_obs:  # Lotka-Volterra may fail to solve: draw again
+        t = sim.prior.sample(1, rng)
+        xo = sim.simulate(t, rng)
+        if np.all(np.isfinite(xo)):
+            theta.append(t[0])
+            x.append(xo[0])
+    return np.array(theta), np.array(x)
+
+
+def reference(task: str, i: int, x_o: np.ndarray, n: int) -> np.ndarray:
+    """Reference posterior samples for observation i, cached on disk."""
+    path = RESULTS / "reference" / f"{task}_{i}_{n}.npz"
+    if path.exists():
+        data = np.load(path)
+        if np.array_equal(data["x_o"], x_o):
+            return data["samples"]
+    sim = simulators.get(task)
+    rng = np.random.default_rng([TASKS.index(task), i, 7])
+    samples = reference_posterior(sim, x_o, n, rng)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, samples=samples, x_o=x_o)
+    return samples
+
+
+def simulations(task: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    sim = simulators.get(task)
+    theta, x = sim.sample_joint(n, np.random.default_rng([TASKS.index(task), n, 1]))
+    return torch.as_tensor(theta, dtype=torch.float32), torch.as_tensor(x, dtype=torch.float32)
+
+
+def train(
+    method: str, task: str, theta: torch.Tensor, x: torch.Tensor, seed: int
+) -> tuple[Any, float]:
+    """Returns (a function x_o, n, seed -> samples, training seconds)."""
+    sim = simulators.get(task)
+    prior = torch_prior(sim.prior)
+    if method == "ours":
+        npe = NPE(prior, seed=seed, device="cpu")
+        t0 = time.perf_counter()
+        npe.fit(theta, x)
+        seconds = time.perf_counter() - t0
+
+        def sample(x_o: np.ndarray, n: int, s: int) -> np.ndarray:
+            return npe.sample((n,), x_o, generator=torch.Generator().manual_seed(s))
+
+        return sample, seconds
+    from sbi.inference import NPE as SbiNPE
+
+    torch.manual_seed(seed)
+    inference = SbiNPE(
+        prior=prior, density_estimator=method.split("_")[1], show_progress_bars=False
+    )
+    t0 = time.perf_counter()
+    inference.append_simulations(theta, x).train()
+    seconds = time.perf_counter() - t0
+    posterior = inference.build_posterior()
+
+    def sample_sbi(x_o: np.ndarray, n: int, s: int) -> np.ndarray:
+        torch.manual_seed(s)
+        xo = torch.as_tensor(x_o, dtype=torch.float32)
+        return posterior.sample((n,), x=xo, show_progress_bars=False).numpy()
+
+    return sample_sbi, seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    p.add_argument("--budgets", nargs="+", type=int, default=[1000, 10000])
+    p.add_argument("--n-obs", type=int, default=5)
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--n-samples", type=int, default=2000, help="posterior samples per C2ST class")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--quick", action="store_true", help="two moons + Gaussian linear, 1000 sims, 2 obs"
+    )
+    args = p.parse_args(argv)
+    if args.quick:
+        args.tasks, args.budgets, args.n_obs, args.n_samples = (
+            ["two_moons", "gaussian_linear"],
+            [1000],
+            2,
+            1000,
+        )
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(banner("torch", "zuko", "sbi", "numpy"), f"| torch threads {torch.get_num_threads()}")
+    rows: list[dict[str, Any]] = []
+    cross_checked = False
+    t_start = time.perf_counter()
+    for task in args.tasks:
+        _, x_o = observations(task, args.n_obs)
+        refs = [reference(task, i, x_o[i], args.n_samples) for i in range(args.n_obs)]
+        for budget in args.budgets:
+            theta, x = simulations(task, budget)
+            for method in args.methods:
+                sample, seconds = train(method, task, theta, x, args.seed)
+                scores = []
+                for i in range(args.n_obs):
+                    est = np.asarray(sample(x_o[i], args.n_samples, i), dtype=np.float64)
+                    scores.append(c2st(refs[i], est, seed=i))
+                    if not cross_checked:
+                        from sbi.utils.metrics import c2st as sbi_c2st
+
+                        a, b = torch.as_tensor(refs[i]), torch.as_tensor(est)
+                        mlp = float(sbi_c2st(a, b, classifier="mlp"))
+                        rf = float(sbi_c2st(a, b))
+                        print(
+                            f"# C2ST cross-check ({task}, {method}, obs 0): "
+                            f"surrogates.metrics.c2st {scores[-1]:.3f}, sbi.utils.metrics.c2st "
+                            f"MLP (as sbibm) {mlp:.3f}, random forest (sbi's default) {rf:.3f}"
+                        )
+                        cross_checked = True
+                row = {
+                    "task": task,
+                    "sims": budget,
+                    "method": method,
+                    "c2st": float(np.mean(scores)),
+                    "c2st_sd": float(np.std(scores)),
+                    "scores": scores,
+                    "train_s": seconds,
+                }
+                rows.append(row)
+                c2 = f"C2ST {row['c2st']:.3f} ± {row['c2st_sd']:.3f}"
+                print(
+                    f"  {task:16s} {budget:6d} {method:8s} {c2}  train {seconds:7.1f} s", flush=True
+                )
+    print()
+    print("| task | simulations | method | C2ST (mean ± sd) | train time (s) |")
+    print("|---|---:|---|---:|---:|")
+    for r in rows:
+        c2 = f"{r['c2st']:.3f} ± {r['c2st_sd']:.3f}"
+        print(f"| {r['task']} | {r['sims']} | {r['method']} | {c2} | {r['train_s']:.1f} |")
+    print()
+    print(
+        "| task | simulations | C2ST ours − sbi MAF | C2ST ours − sbi NSF "
+        "| time ours / sbi MAF | time ours / sbi NSF |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    by = {(r["task"], r["sims"], r["method"]): r for r in rows}
+    for task in args.tasks:
+        for budget in args.budgets:
+            ours = by.get((task, budget, "ours"))
+            if ours is None:
+                continue
+            cells = []
+            for m in ("sbi_maf", "sbi_nsf"):
+                other = by.get((task, budget, m))
+                cells.append(f"{ours['c2st'] - other['c2st']:+.3f}" if other else "–")
+            for m in ("sbi_maf", "sbi_nsf"):
+                other = by.get((task, budget, m))
+                cells.append(f"{ours['train_s'] / other['train_s']:.2f}" if other else "–")
+            print(f"| {task} | {budget} | " + " | ".join(cells) + " |")
+    published = [f"{t} {v}" for t, v in PUBLISHED.items() if t in args.tasks]
+    if published and 10000 in args.budgets:
+        print(f"\nPublished sbibm NPE C2ST at 10^4 simulations: {', '.join(published)}")
+    print(f"\ntotal {time.perf_counter() - t_start:.0f} s")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / ("npe_vs_sbi_quick.json" if args.quick else "npe_vs_sbi.json")
+    out.write_text(json.dumps({"banner": banner("torch", "zuko", "sbi"), "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

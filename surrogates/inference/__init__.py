@@ -1,0 +1,42 @@
+"""Simulation-based inference with the package's conditional flows.
+
+* :class:`NPE`: neural posterior estimation (fit on arrays or streamed HDF5 datasets, sample,
+  exact ``log_prob`` on the prior's support, safe save/load);
+* :mod:`.support`: bijections onto prior supports and torch versions of the simulators' priors;
+* :mod:`.embeddings`: MLP, CNN, power-spectrum and DeepSets embeddings of observations;
+* :mod:`.diagnostics`: simulation-based calibration, expected coverage, posterior predictive checks.
+"""
+
+from __future__ import annotations
+
+from .diagnostics import (
+    CoverageResult,
+    PPCResult,
+    SBCResult,
+    expected_coverage,
+    posterior_predictive_check,
+    sbc,
+    sbc_ranks,
+    sbc_uniformity,
+)
+from .embeddings import build_embedding
+from .npe import NPE, default_train_config
+from .support import SupportTransform, prior_from_dict, prior_to_dict, torch_prior
+
+__all__ = [
+    "NPE",
+    "CoverageResult",
+    "PPCResult",
+    "SBCResult",
+    "SupportTransform",
+    "build_embedding",
+    "default_train_config",
+    "expected_coverage",
+    "posterior_predictive_check",
+    "prior_from_dict",
+    "prior_to_dict",
+    "sbc",
+    "sbc_ranks",
+    "sbc_uniformity",
+    "torch_prior",
+]
