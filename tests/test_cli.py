@@ -150,3 +150,17 @@ def test_shipped_recipes_parse():
         cls = simulators.registry.simulator_class(recipe["simulator"])
         cls(**recipe.get("config", {}))
         assert recipe["out"].parent == path.parent
+
+
+def test_dask_scheduler_gives_the_same_file(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, protocol="tcp://",
+        dashboard_address=None,
+    ) as cluster:  # fmt: skip
+        args = ["simulate", "slcp", "--n", "30000", "--seed", "3", "--chunk-size", "5000"]
+        cli(*args, "--out", tmp_path / "d.h5", "--scheduler", cluster.scheduler_address,
+            check_rc=0)  # fmt: skip
+    cli(*args, "--out", tmp_path / "w.h5", check_rc=0)
+    for u, v in zip(read(tmp_path / "d.h5"), read(tmp_path / "w.h5"), strict=True):
+        np.testing.assert_array_equal(u, v)

@@ -69,8 +69,9 @@ def _executor(address: str):
         ) from None
     try:
         return Client(address, timeout=10).get_executor()
-    except OSError as exc:
-        raise SimulatorInputError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+    except (OSError, ValueError, TimeoutError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SimulatorInputError(f"cannot reach the Dask scheduler at {address}: {msg}") from None
 
 
 def run(args: argparse.Namespace) -> int:
