@@ -40,9 +40,10 @@ from surrogates.models import Flow
 
 MODES = {
     "quick": {"n_train": 4000, "n_test": 1000, "epochs": 4, "transforms": 3, "hidden": [128],
-              "batch_size": 256, "classifier_epochs": 10, "warmup": 0},
+              "bins": 8, "batch_size": 256, "classifier_epochs": 10, "warmup": 0},
     "full": {"n_train": 100_000, "n_test": 20_000, "epochs": 60, "transforms": 6,
-             "hidden": [256, 256], "batch_size": 512, "classifier_epochs": 50, "warmup": 200},
+             "hidden": [256, 256], "bins": 8, "batch_size": 512, "classifier_epochs": 50,
+             "warmup": 200},
 }  # fmt: skip
 
 
@@ -57,7 +58,8 @@ def simulate(out: Path, n: int, seed: int, workers: int) -> Path:
 def train(kind: str, train_path: Path, cfg: dict, out: Path, device: str) -> tuple[Flow, dict]:
     t0 = time.perf_counter()
     model = Flow.for_dataset(train_path, kind=kind, transforms=cfg["transforms"],
-                             hidden=cfg["hidden"], embedding=[64, 64], device=device)  # fmt: skip
+                             hidden=cfg["hidden"], bins=cfg["bins"], embedding=[64, 64],
+                             device=device)  # fmt: skip
     model.fit(
         train_path,
         run_dir=out / kind,
@@ -113,9 +115,15 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=2, help="simulation processes")
     p.add_argument("--kinds", nargs="+", default=["coupling", "two_stage"])
+    p.add_argument("--transforms", type=int, help="override the mode's spline transforms")
+    p.add_argument("--hidden", type=int, nargs="+", help="override the conditioner widths")
+    p.add_argument("--bins", type=int, help="override the spline bins")
+    p.add_argument("--epochs", type=int, help="override the mode's training epochs")
     args = p.parse_args()
     mode = "quick" if args.quick else "full"
-    cfg = MODES[mode]
+    cfg = dict(MODES[mode])
+    cfg.update({k: v for k in ("transforms", "hidden", "bins", "epochs")
+                if (v := getattr(args, k)) is not None})  # fmt: skip
     out = (
         args.out or Path(__file__).parent / "output" / f"calo_flow{'_quick' if args.quick else ''}"
     )

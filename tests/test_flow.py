@@ -1,16 +1,28 @@
-"""Flow: every configuration is invertible, has the right log-det, trains, saves and learns."""
+"""Flow: every configuration is invertible, has the right log-det, trains, saves and learns.
+
+Resuming an interrupted fit is tested for every kind in ``test_training.py``.
+"""
 
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import pytest
 import torch
+from zuko.transforms import MonotonicRQSTransform
+from zuko.utils import unpack
 
 from surrogates.checkpoint import CheckpointError
 from surrogates.models import Flow
-from surrogates.models.flow import KINDS
+from surrogates.models.flow import (
+    KINDS,
+    RQSCouplingTransform,
+    _PackedRQS,
+    coupling_masks,
+    coupling_nsf,
+)
 
 SMALL = {"transforms": 2, "hidden": [16, 16], "bins": 4}
 CONFIGS = [{"kind": k} for k in KINDS] + [{"kind": "coupling", "embedding": [8, 4]}]
@@ -45,7 +57,7 @@ def make(
     rng = np.random.default_rng(seed)
     theta = rng.uniform(-1, 1, (n, 2))
     x = np.concatenate([theta, theta[:, :1] ** 2], 1)[:, :dim] + 0.3 * rng.standard_normal((n, dim))
-    model = Flow.for_dataset((theta, x), seed=seed, device="cpu", **SMALL, **config)
+    model = Flow.for_dataset((theta, x), seed=seed, device="cpu", **{**SMALL, **config})
     return model, theta, x
 
 
@@ -125,6 +137,95 @@ def test_deterministic_under_a_seed(config):
     assert torch.equal(state, torch.get_rng_state())
 
 
+@pytest.mark.parametrize("slope", [1e-3, 1e-2])
+@pytest.mark.parametrize("grad", [False, True])
+def test_packed_spline_is_zukos_spline(grad, slope):
+    """Same knots, values, log-derivatives and inverse as zuko's MonotonicRQSTransform."""
+    k = 5
+    g = torch.Generator().manual_seed(0)
+    phi = 4 * torch.randn(64, 3, 3 * k - 1, dtype=torch.float64, generator=g)
+    phi.requires_grad_(grad)
+    ours = _PackedRQS(phi, k, slope=slope)
+    ref = MonotonicRQSTransform(*unpack(phi, [(k,), (k,), (k - 1,)]), slope=slope)
+    for name in ("horizontal", "vertical", "derivatives"):
+        assert torch.allclose(getattr(ours, name), getattr(ref, name), atol=1e-12), name
+    y = 6 * torch.rand(64, 3, dtype=torch.float64, generator=g) - 3  # inside and outside [-5, 5]
+    y[0] = torch.tensor([-7.0, 5.5, 0.0])
+    (a, la), (b, lb) = ours.call_and_ladj(y), ref.call_and_ladj(y)
+    assert torch.allclose(a, b, atol=1e-12) and torch.allclose(la, lb, atol=1e-10)
+    assert torch.allclose(ours.inv(a), y, atol=1e-10)
+    assert torch.equal(a[0, :2], y[0, :2])  # identity outside the bound
+
+
+def test_coupling_masks_come_in_complementary_pairs():
+    for features in (2, 3, 373):
+        masks = coupling_masks(features, 5)
+        assert len(masks) == 5
+        for m in masks:  # halves as equal as possible
+            assert abs(2 * int(m.sum()) - features) <= 1
+        for a, b in zip(masks[0:4:2], masks[1:4:2], strict=True):
+            assert torch.equal(a, ~b)
+    masks = coupling_masks(373, 6)
+    assert len({tuple(m.tolist()) for m in masks}) == 6  # later pairs mix other features
+    assert coupling_masks(373, 4)[2].tolist() == coupling_masks(373, 6)[2].tolist()
+
+
+@pytest.mark.parametrize("transforms", [2, 3])
+def test_coupling_transforms_every_feature_with_one_conditioner_pass(transforms):
+    features, context, bins = 7, 2, 4
+    flow = coupling_nsf(features, context, bins=bins, transforms=transforms, hidden=[16]).double()
+    layers = list(flow.transform.transforms)
+    assert all(isinstance(t, RQSCouplingTransform) for t in layers)
+    calls: list[int] = []
+
+    def record(i, *_):
+        calls.append(i)
+
+    for i, (t, m) in enumerate(zip(layers, coupling_masks(features, transforms), strict=True)):
+        # the conditioner sees the identity half and the context, and parameterizes the other half
+        n_a = int(m.sum())
+        assert t.hyper[0].in_features == n_a + context
+        assert t.hyper[-1].out_features == (features - n_a) * (3 * bins - 1)
+        t.hyper.register_forward_hook(partial(record, i))
+    g = torch.Generator().manual_seed(0)
+    c = torch.randn(32, context, dtype=torch.float64, generator=g)
+    y = 2 * torch.rand(32, features, dtype=torch.float64, generator=g) - 1
+    with torch.no_grad():
+        z = flow(c).transform(y)
+        assert sorted(calls) == list(range(transforms))  # one pass per transform
+        calls.clear()
+        back = flow(c).transform.inv(z)
+        assert sorted(calls) == list(range(transforms))  # exact inverse in one pass too
+    assert torch.allclose(back, y, atol=1e-10)
+    assert ((z - y).abs() > 1e-6).all()  # no feature is left untouched
+
+
+def test_a_single_feature_coupling_flow_is_a_conditional_spline():
+    model, _, _ = make({"kind": "coupling"}, dim=1)
+    net = model.net.double()
+    c = torch.randn(16, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    y = torch.randn(16, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        z = net.to_latent(y, c)
+        assert torch.allclose(net.from_latent(z, c), y, atol=1e-10)
+        # the map depends on the condition
+        assert not torch.allclose(net.to_latent(y, c.flip(0)), z)
+
+
+def test_sampling_block_size_changes_no_distribution():
+    """Blocked sampling (the CPU default) draws from the same model as one pass would."""
+    model, theta, _ = make({"kind": "coupling"})
+    th = np.repeat(theta[:1], 4096, axis=0)
+    a = model.sample(th, generator=torch.Generator().manual_seed(0), batch_size=100)
+    b = model.sample(th, generator=torch.Generator().manual_seed(1), batch_size=4096)
+    # same condition: equal means and sds within Monte Carlo error (sd/sqrt(n) ~ 0.016 sd)
+    assert np.allclose(a.mean(0), b.mean(0), atol=0.08 * b.std(0).max())
+    assert np.allclose(a.std(0), b.std(0), rtol=0.1)
+    assert len(np.unique(a[:, 0])) == len(a)  # every block draws its own latents
+    c = model.sample(th[:300], generator=torch.Generator().manual_seed(0), batch_size=100)
+    assert np.array_equal(a[:300], c)  # a seed and block size reproduce the draw
+
+
 def test_loading_another_type_or_corrupt_weights_fails_clearly(tmp_path):
     model, _, _ = make({"kind": "coupling"})
     model.save(tmp_path / "m")
@@ -142,6 +243,10 @@ def test_bad_settings_are_rejected():
         make({"kind": "coupling", "layers": 3})
     with pytest.raises(ValueError, match="kind must be one of"):
         make({"kind": "maf"})
+    with pytest.raises(ValueError, match="coupling flows need transforms >= 2"):
+        make({"kind": "coupling", "transforms": 1})  # would leave half the features untouched
+    with pytest.raises(ValueError, match="bins must be >= 2"):
+        make({"kind": "coupling", "bins": 1})
 
 
 def _learn(kind: str, n_train: int, epochs: int) -> tuple[float, float, float]:
