@@ -17,12 +17,12 @@ __all__ = ["add_parser", "run"]
 DEFAULT = {
     "simulator": "calorimeter",
     "config": {"particle": "photon", "e_max_mev": 65536.0},
-    "n_train": 20_000,
-    "n_test": 5_000,
-    "max_steps": 3000,
+    "n_train": 10_000,
+    "n_test": 2_000,
+    "max_steps": 800,
     "batch_size": 256,
 }
-QUICK = {**DEFAULT, "n_train": 3000, "n_test": 1000, "max_steps": 200}
+QUICK = {**DEFAULT, "n_train": 2000, "n_test": 1000, "max_steps": 60}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
