@@ -240,23 +240,37 @@ class Surrogate:
         self.net.to(self.device)
         return self
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the weights (float32 unless the model was cast, e.g. for float64 tests)."""
+        return next(self.net.parameters()).dtype
+
+    def default_batch_size(self) -> int:
+        """Rows per sampling pass when :meth:`sample` is given none."""
+        return 10_000
+
     @torch.no_grad()
     def sample(
-        self, theta: Any, *, generator: torch.Generator | None = None, batch_size: int = 10_000
+        self, theta: Any, *, generator: torch.Generator | None = None, batch_size: int | None = None
     ) -> Any:
         """Draws one x per row of ``theta`` (N, P).
 
         Args:
             theta: conditions, numpy or torch.
             generator: a CPU :class:`torch.Generator` for reproducible draws (default: a fresh
-                one seeded from the OS, i.e. not reproducible).
-            batch_size: rows per forward pass.
+                one seeded from the OS, i.e. not reproducible). Latents are drawn block by
+                block, so a seeded draw is reproduced with the same ``batch_size`` and device.
+            batch_size: rows per forward pass (default :meth:`default_batch_size`).
 
         Returns:
-            x of shape (N, *x_shape): numpy float32 for numpy input, else a CPU tensor.
+            x of shape (N, *x_shape): numpy for numpy input (float32, or float64 for a float64
+            model), else a CPU tensor.
         """
+        batch_size = batch_size or self.default_batch_size()
+        dt = self.dtype
         as_numpy = not isinstance(theta, Tensor)
-        th = _tensor(theta).reshape(len(theta), -1)
+        th = _tensor(theta if not as_numpy else np.asarray(theta, np.float64), dt)
+        th = th.reshape(len(th), -1)
         if generator is None:
             generator = torch.Generator()
             generator.seed()
@@ -265,10 +279,12 @@ class Surrogate:
         for s in range(0, len(th), batch_size):
             t = th[s : s + batch_size].to(self.device)
             y = self.net.sample_features(self.pre.condition(t), generator)
-            out.append(self.pre.inverse(y, t).float().cpu())
-        x_shape = tuple(self.meta.get("x_shape") or out[0].shape[1:]) if out else ()
-        x = torch.cat(out).reshape(len(th), *x_shape) if out else torch.zeros(0, *x_shape)
-        return x.numpy() if as_numpy else x
+            out.append(self.pre.inverse(y, t).cpu())
+        shape = tuple(self.meta.get("x_shape") or (out[0].shape[1:] if out else ()))
+        x = torch.cat(out).reshape(len(th), *shape) if out else torch.zeros(0, *shape, dtype=dt)
+        if as_numpy:
+            return x.numpy().astype(np.float32 if dt == torch.float32 else np.float64)
+        return x
 
     # --------------------------------------------------------------- persistence
     def config(self) -> dict[str, Any]:

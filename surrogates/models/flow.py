@@ -49,7 +49,6 @@ import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import zuko
@@ -344,10 +343,6 @@ class Flow(Surrogate):
         net.pre = self.pre
         return net
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.net.parameters()).dtype
-
     def log_prob(self, x: Any, theta: Any, *, batch_size: int = 10_000) -> Any:
         """log p(x | θ) per row (see the module notes for showers).
 
@@ -371,42 +366,7 @@ class Flow(Surrogate):
         lp = torch.cat(out) if out else torch.zeros(0, dtype=dt)
         return lp.detach().cpu().double().numpy() if as_numpy else lp
 
-    def sample(
-        self, theta: Any, *, generator: torch.Generator | None = None, batch_size: int | None = None
-    ) -> Any:
-        """Draws one x per row of ``theta``; see :meth:`Surrogate.sample`.
-
-        ``batch_size`` (rows per pass) defaults to :attr:`CPU_BATCH` on the CPU, where the
-        spline set-up is bound by memory traffic and runs fastest on cache-sized blocks, and to
-        65,536 on a GPU. The latents are drawn block by block, so a seeded draw is reproduced
-        with the same ``batch_size`` and device.
-        """
-        if batch_size is None:
-            batch_size = self.CPU_BATCH if self.device.type == "cpu" else 65_536
-        dt = self.dtype
-        if dt != torch.float32:
-            theta = (
-                _tensor(theta, dt) if isinstance(theta, Tensor) else np.asarray(theta, np.float64)
-            )
-        return self._sample(theta, generator, batch_size, dt)
-
-    @torch.no_grad()
-    def _sample(
-        self, theta: Any, generator: torch.Generator | None, batch_size: int, dt: torch.dtype
-    ) -> Any:
-        as_numpy = not isinstance(theta, Tensor)
-        th = _tensor(theta, dt).reshape(len(theta), -1)
-        if generator is None:
-            generator = torch.Generator()
-            generator.seed()
-        self.net.eval()
-        out = []
-        for s in range(0, len(th), batch_size):
-            t = th[s : s + batch_size].to(self.device)
-            y = self.net.sample_features(self.pre.condition(t), generator)
-            out.append(self.pre.inverse(y, t).cpu())
-        shape = tuple(self.meta.get("x_shape") or ())
-        x = torch.cat(out).reshape(len(th), *shape) if out else torch.zeros(0, *shape, dtype=dt)
-        if as_numpy:
-            return x.numpy().astype(np.float32 if dt == torch.float32 else np.float64)
-        return x
+    def default_batch_size(self) -> int:
+        """Rows per sampling pass: :attr:`CPU_BATCH` on the CPU, where the spline set-up is
+        bound by memory traffic and runs fastest on cache-sized blocks; 65,536 on a GPU."""
+        return self.CPU_BATCH if self.device.type == "cpu" else 65_536
