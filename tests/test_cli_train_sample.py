@@ -134,3 +134,10 @@ def test_score_writes_scores_and_p_values_that_flag_shifted_events(
     assert np.mean(table[:, 2] < 0.05) > 0.9  # shifted events get small p-values
     assert main(["score", str(run_dir), "--data", str(ref), "--out", str(out)]) == 2
     assert "pass --overwrite" in capsys.readouterr().err
+    other = tmp_path / "other.csv"
+    args = ["score", str(run_dir), "--data", str(ref), "--out", str(other)]
+    assert main([*args, "--stage", "1"]) == 2  # a coupling flow has no first stage
+    assert "two_stage" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--neighbours", "0"])
+    assert exc.value.code == 2 and not other.exists()

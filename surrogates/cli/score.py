@@ -13,16 +13,40 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "score",
         help="anomaly scores and p-values of events under a trained flow",
         description="Write one row per event of F.h5: its score −log p(x | θ) under the flow in "
-        "RUN/ and, with --ref, a conformal p-value against the scores of normal reference events "
-        "(held-out simulation; small p = anomalous).",
+        "RUN/ and, with --ref, a conformal p-value against the scores of the normal reference "
+        "events (held-out simulation) with the nearest conditions (small p = anomalous).",
     )
     p.add_argument("run_dir", type=Path, metavar="RUN/", help="a trained flow's run folder")
     p.add_argument("--data", type=Path, required=True, metavar="F.h5", help="events to score")
     p.add_argument("--ref", type=Path, metavar="REF.h5", help="normal events for p-values")
     p.add_argument("--out", type=Path, required=True, metavar="SCORES.csv")
+    p.add_argument(
+        "--stage",
+        type=int,
+        choices=(1,),
+        default=None,
+        help="score a two-stage flow's first stage alone (showers: layer energies)",
+    )
+    p.add_argument(
+        "--neighbours",
+        type=_positive,
+        default=200,
+        metavar="K",
+        help="reference events with the nearest conditions per p-value (default 200)",
+    )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(run=run)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.out.parent.is_dir():
         raise SimulatorInputError(f"output folder {args.out.parent} does not exist")
     model = Flow.load(args.run_dir, device=args.device)
+    if args.stage is not None and model.arch["kind"] != "two_stage":
+        raise SimulatorInputError(f"--stage needs a two_stage flow; {args.run_dir} holds a "
+                                  f"{model.arch['kind']} flow")  # fmt: skip
 
     def read(path: Path) -> tuple[np.ndarray, np.ndarray]:
         with simulators.open_dataset(path) as data:
@@ -53,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             return data.theta[...], data.x[...]
 
     theta, x = read(args.data)
-    detector = AnomalyDetector(model)
+    detector = AnomalyDetector(model, stage=args.stage, neighbours=args.neighbours)
     scores = detector.score(x, theta)
     columns, header = [np.arange(len(scores)), scores], "row,score"
     if args.ref is not None:

@@ -4,7 +4,8 @@
   exact ``log_prob`` on the prior's support, safe save/load);
 * :mod:`.support`: bijections onto prior supports and torch versions of the simulators' priors;
 * :mod:`.embeddings`: MLP, CNN, power-spectrum and DeepSets embeddings of observations;
-* :mod:`.diagnostics`: simulation-based calibration, expected coverage, posterior predictive checks.
+* :mod:`.diagnostics`: simulation-based calibration, expected coverage, posterior predictive checks;
+* :mod:`.sequential`: multi-round inference for one observation (truncated sequential NPE).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .diagnostics import (
 )
 from .embeddings import build_embedding
 from .npe import NPE, default_train_config
+from .sequential import TSNPEResult, tsnpe
 from .support import SupportTransform, prior_from_dict, prior_to_dict, torch_prior
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "PPCResult",
     "SBCResult",
     "SupportTransform",
+    "TSNPEResult",
     "build_embedding",
     "default_train_config",
     "expected_coverage",
@@ -39,4 +42,5 @@ __all__ = [
     "sbc_ranks",
     "sbc_uniformity",
     "torch_prior",
+    "tsnpe",
 ]

@@ -61,9 +61,24 @@ from zuko.utils import broadcast
 from ..preprocessing import ShowerPreprocessing
 from .base import Surrogate, _tensor
 
-__all__ = ["KINDS", "Flow", "FlowNet", "RQSCouplingTransform", "coupling_masks", "coupling_nsf"]
+__all__ = [
+    "ACTIVATIONS",
+    "KINDS",
+    "Flow",
+    "FlowNet",
+    "RQSCouplingTransform",
+    "coupling_masks",
+    "coupling_nsf",
+]
 
 KINDS = ("coupling", "autoregressive", "two_stage")
+#: conditioner activations by name (the ``activation`` setting)
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+}
 
 
 def _exp_soft_clamp(phi: Tensor, scale: Tensor) -> Tensor:
@@ -119,10 +134,18 @@ class RQSCouplingTransform(GeneralCouplingTransform):
         mask: ``True`` marks the identity half a (the conditioner's input).
         bins: spline bins K.
         hidden: hidden widths of the conditioner MLP.
+        activation: the conditioner's activation.
     """
 
     def __init__(
-        self, features: int, context: int, mask: Tensor, *, bins: int, hidden: Sequence[int]
+        self,
+        features: int,
+        context: int,
+        mask: Tensor,
+        *,
+        bins: int,
+        hidden: Sequence[int],
+        activation: type[nn.Module] = nn.ReLU,
     ):
         super().__init__(
             features,
@@ -131,6 +154,7 @@ class RQSCouplingTransform(GeneralCouplingTransform):
             univariate=MonotonicRQSTransform,
             shapes=[(bins,), (bins,), (bins - 1,)],
             hidden_features=tuple(hidden),
+            activation=activation,
         )
         self.bins = bins
 
@@ -162,16 +186,25 @@ def coupling_masks(features: int, transforms: int) -> list[Tensor]:
 
 
 def coupling_nsf(
-    features: int, context: int, *, bins: int, transforms: int, hidden: Sequence[int]
+    features: int,
+    context: int,
+    *,
+    bins: int,
+    transforms: int,
+    hidden: Sequence[int],
+    activation: str = "relu",
 ) -> zuko.flows.Flow:
     """A conditional RQS coupling flow with a standard normal base (see the module notes).
 
     One feature has nothing to couple to: it gets a context-only (elementwise) spline.
     """
     if features == 1:
-        return _nsf(1, context, True, {"bins": bins, "transforms": transforms, "hidden": hidden})
+        arch = {"bins": bins, "transforms": transforms, "hidden": hidden, "activation": activation}
+        return _nsf(1, context, True, arch)
     layers = [
-        RQSCouplingTransform(features, context, m, bins=bins, hidden=hidden)
+        RQSCouplingTransform(
+            features, context, m, bins=bins, hidden=hidden, activation=ACTIVATIONS[activation]
+        )
         for m in coupling_masks(features, transforms)
     ]
     base = zuko.lazy.UnconditionalDistribution(
@@ -183,15 +216,17 @@ def coupling_nsf(
 def _nsf(
     features: int, context: int, autoregressive: bool, arch: dict[str, Any]
 ) -> zuko.flows.Flow:
+    activation = arch.get("activation", "relu")
     if not autoregressive:
         return coupling_nsf(features, context, bins=arch["bins"], transforms=arch["transforms"],
-                            hidden=arch["hidden"])  # fmt: skip
+                            hidden=arch["hidden"], activation=activation)  # fmt: skip
     return zuko.flows.NSF(
         features,
         context,
         bins=arch["bins"],
         transforms=arch["transforms"],
         hidden_features=tuple(arch["hidden"]),
+        activation=ACTIVATIONS[activation],
     )
 
 
@@ -229,9 +264,14 @@ class FlowNet(nn.Module):
             return [self.flows[0](h)]
         return [self.flows[0](h), self.flows[1](torch.cat([h, y1], dim=-1))]
 
-    def log_prob_features(self, y: Tensor, c: Tensor) -> Tensor:
-        """log p(y | c) per row."""
+    def log_prob_features(self, y: Tensor, c: Tensor, stage: int | None = None) -> Tensor:
+        """log p(y | c) per row; ``stage=1``: the first stage's marginal log p(y_{:s} | c)."""
         h = self.embed(c)
+        if stage is not None:
+            if self.kind != "two_stage" or stage != 1:
+                raise ValueError(f"stage={stage!r} needs a two_stage flow and stage 1; "
+                                 f"this flow is {self.kind!r}")  # fmt: skip
+            return self.flows[0](h).log_prob(y[:, : self.split])
         if self.kind != "two_stage":
             return self.flows[0](h).log_prob(y)
         y1, y2 = y[:, : self.split], y[:, self.split :]
@@ -280,6 +320,7 @@ class Flow(Surrogate):
             feature is transformed).
         hidden: hidden layer widths of each transform's conditioner.
         bins: spline bins (at least 2).
+        activation: the conditioners' activation, a key of :data:`ACTIVATIONS`.
         embedding: widths of an MLP embedding of the condition (None: the condition as is).
         split: features of stage one for ``"two_stage"`` (default: the preprocessing's split,
             e.g. the number of calorimeter layers).
@@ -292,6 +333,7 @@ class Flow(Surrogate):
         "transforms": 5,
         "hidden": [128, 128],
         "bins": 8,
+        "activation": "relu",
         "embedding": None,
         "split": None,
     }
@@ -325,6 +367,9 @@ class Flow(Surrogate):
         if arch["transforms"] < least:
             raise ValueError(f"{arch['kind']} flows need transforms >= {least}, "
                              f"got {arch['transforms']}")  # fmt: skip
+        if arch["activation"] not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
+                             f"got {arch['activation']!r}")  # fmt: skip
         if arch["bins"] < 2:
             raise ValueError(f"bins must be >= 2, got {arch['bins']}")
         if min(arch["hidden"] + (arch["embedding"] or []), default=1) < 1:
@@ -343,8 +388,17 @@ class Flow(Surrogate):
         net.pre = self.pre
         return net
 
-    def log_prob(self, x: Any, theta: Any, *, batch_size: int = 10_000) -> Any:
+    def log_prob(
+        self, x: Any, theta: Any, *, batch_size: int = 10_000, stage: int | None = None
+    ) -> Any:
         """log p(x | θ) per row (see the module notes for showers).
+
+        Args:
+            x: events (N, *x_shape).
+            theta: their conditions (N, P).
+            batch_size: rows per pass.
+            stage: ``1`` for a ``two_stage`` flow: the marginal density of the first stage's
+                features alone (for showers: the layer energies given E_inc), in feature space.
 
         Returns:
             shape (N,): numpy float64 for numpy input, else a tensor (differentiable in x).
@@ -361,8 +415,8 @@ class Flow(Surrogate):
                     th[s : s + batch_size].to(self.device),
                 )
                 y, ladj = self.pre.forward(xb, tb, generator=g)
-                lp = self.net.log_prob_features(y, self.pre.condition(tb))
-                out.append(lp + ladj if self.pre.bijective else lp)
+                lp = self.net.log_prob_features(y, self.pre.condition(tb), stage)
+                out.append(lp + ladj if self.pre.bijective and stage is None else lp)
         lp = torch.cat(out) if out else torch.zeros(0, dtype=dt)
         return lp.detach().cpu().double().numpy() if as_numpy else lp
 
