@@ -38,6 +38,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kind", choices=("coupling", "autoregressive", "two_stage"), help="flow kind")
     p.add_argument("--transforms", type=int, help="transforms per flow")
     p.add_argument("--hidden", type=int, nargs="+", help="hidden widths")
+    p.add_argument(
+        "--activation",
+        choices=("relu", "elu", "silu", "tanh"),
+        help="conditioner activation (default relu)",
+    )
     p.add_argument("--epochs", type=int, default=50, help="maximum epochs (default 50)")
     p.add_argument("--max-steps", type=int, help="maximum optimizer steps")
     p.add_argument("--batch-size", type=int, default=256, help="rows per batch (default 256)")
@@ -66,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         raise SimulatorInputError(
             f"{out} already holds a training run; pass --resume or another --out"
         )
-    arch = {k: v for k in ("kind", "transforms", "hidden") if (v := getattr(args, k)) is not None}
+    arch = {k: v for k in ("kind", "transforms", "hidden", "activation")
+            if (v := getattr(args, k)) is not None}  # fmt: skip
     train = {
         "max_epochs": args.epochs, "max_steps": args.max_steps, "batch_size": args.batch_size,
         "lr": args.lr, "patience": args.patience, "val_every": args.val_every,
