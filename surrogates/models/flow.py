@@ -95,11 +95,11 @@ class _PackedRQS(MonotonicRQSTransform):
 
     Same parameterization as :class:`zuko.transforms.MonotonicRQSTransform` (logits soft-clamped
     by :math:`u / (1 + |2u / \\log s|)`, softmax bin widths and heights, exp knot derivatives)
-    and zuko's evaluation and closed-form inversion; only the set-up takes fewer passes over
-    memory: the soft clamp and the exp run once over the contiguous packed tensor and the
-    softmax is exp / cumulative sum (the clamp bounds the logits by :math:`|\\log s| / 2`, so no
-    max shift is needed). On the CPU torch's softmax over a last dimension of ~8 and passes over
-    strided views made this set-up most of the sampling time.
+    and zuko's evaluation and closed-form inversion; only the set-up and the inverse take fewer
+    passes over memory: the soft clamp and the exp run once over the contiguous packed tensor
+    and the softmax is exp / cumulative sum (the clamp bounds the logits by
+    :math:`|\\log s| / 2`, so no max shift is needed). On the CPU torch's softmax over a last
+    dimension of ~8 and passes over strided views made this set-up most of the sampling time.
 
     Args:
         phi: packed parameters (*, 3K - 1): K width, K height, K - 1 derivative logits.
@@ -115,9 +115,32 @@ class _PackedRQS(MonotonicRQSTransform):
         scale[2 * bins :] = 1 / lim
         e = _exp_soft_clamp(phi, scale)
         cs = torch.cumsum(e[..., : 2 * bins].unflatten(-1, (2, bins)), dim=-1)
-        knots = cs * (2 * bound / cs[..., -1:]) - bound  # exactly B at the last knot
-        self.horizontal, self.vertical = F.pad(knots, (1, 0), value=-bound).unbind(-2)
+        norm = 2 * bound / cs[..., -1:]  # exactly B at the last knot
+        knots = cs * norm - bound if cs.requires_grad else cs.mul_(norm).sub_(bound)
+        self.knots = F.pad(knots, (1, 0), value=-bound)  # (*, 2, K + 1): horizontal, vertical
+        self.horizontal, self.vertical = self.knots.unbind(-2)
         self.derivatives = F.pad(e[..., 2 * bins :], (1, 1), value=1.0)
+        self.bound = bound
+
+    def _inverse(self, y: Tensor) -> Tensor:
+        # zuko's closed-form inverse with one gather for the bin's four knot coordinates and one
+        # for its two slopes (zuko's takes three, over broadcast copies): sampling runs this
+        bins = self.horizontal.shape[-1] - 1
+        inside = (y > -self.bound) & (y <= self.bound)
+        k = (self.vertical[..., 1:bins] < y[..., None]).sum(-1)
+        k01 = torch.stack((k, k + 1), dim=-1)
+        xy = self.knots.gather(-1, k01.unsqueeze(-2).expand(*k01.shape[:-1], 2, 2))
+        x0, x1, y0, y1 = xy.flatten(-2).unbind(-1)
+        d0, d1 = self.derivatives.gather(-1, k01).unbind(-1)
+        dx, dy = x1 - x0, y1 - y0
+        s = dy / dx
+        yr = torch.where(inside, y - y0, 0.0)
+        w = (d0 + d1 - 2 * s) * yr
+        a = dy * (s - d0) + w
+        b = dy * d0 - w
+        c = -s * yr
+        z = 2 * c / (-b - (b * b - 4 * a * c).sqrt())
+        return torch.where(inside, x0 + z * dx, y)
 
 
 class RQSCouplingTransform(GeneralCouplingTransform):
