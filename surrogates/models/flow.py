@@ -360,10 +360,13 @@ class Flow(Surrogate):
         "embedding": None,
         "split": None,
     }
-    #: default architecture for calorimeter showers (373 features for dataset-1 photons):
-    #: in quick tuning runs the best validation NLL per sampling cost (see the report)
+    #: default architecture for calorimeter showers (373 features for dataset-1 photons): the
+    #: two-stage flow beat one coupling flow on 100k photon showers (validation NLL 0.148 vs
+    #: 0.158 nats/feature after the same 704 steps; examples/calo_flow.py) and its first stage
+    #: scores layer-energy anomalies
     SHOWER_DEFAULTS: ClassVar[dict[str, Any]] = {
         **DEFAULTS,
+        "kind": "two_stage",
         "transforms": 6,
         "hidden": [256, 256],
         "embedding": [64, 64],
