@@ -93,6 +93,17 @@ def test_user_errors_are_one_line_exit_2(tmp_path, moons):
     assert "no saved model here" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
+def test_activation_choices_match_the_flow():
+    # the CLI lists them as literals so that --help does not import torch
+    from surrogates.cli import build_parser
+    from surrogates.models.flow import ACTIVATIONS
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    train = sub.choices["train"]
+    act = next(a for a in train._actions if a.dest == "activation")
+    assert set(act.choices) == set(ACTIVATIONS)
+
+
 def test_as_simulator_is_a_drop_in_replacement(run_dir, tmp_path):
     model = Flow.load(run_dir, device="cpu")
     sim = model.as_simulator()

@@ -219,7 +219,8 @@ def test_custom_train_step_hook_is_used():
 
 
 @pytest.mark.parametrize(
-    "bad", [{"optimizer": "sgd"}, {"schedule": "step"}, {"lr": 0}, {"max_steps": 0}]
+    "bad",
+    [{"optimizer": "sgd"}, {"schedule": "step"}, {"lr": 0}, {"max_steps": 0}, {"num_workers": -1}],
 )
 def test_bad_config_is_rejected(bad):
     with pytest.raises(ValueError):
