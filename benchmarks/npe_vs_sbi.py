@@ -40,6 +40,7 @@ from surrogates.metrics import c2st
 
 TASKS = ("two_moons", "slcp", "gaussian_linear", "lotka_volterra")
 METHODS = ("ours", "sbi_maf", "sbi_nsf")
+LABELS = {"ours": "ours", "sbi_maf": "sbi MAF", "sbi_nsf": "sbi NSF"}
 RESULTS = Path(__file__).resolve().parent / "results"
 #: the SBI benchmark's published NPE C2ST at 10^4 simulations (Lueckmann et al., 2021)
 PUBLISHED = {"two_moons": 0.61, "slcp": 0.90, "gaussian_linear": 0.55}
@@ -204,6 +205,14 @@ def main(argv: list[str] | None = None) -> int:
                 other = by.get((task, budget, m))
                 cells.append(f"{ours['train_s'] / other['train_s']:.2f}" if other else "–")
             print(f"| {task} | {budget} | " + " | ".join(cells) + " |")
+    print()
+    print("| task | sims | " + " | ".join(f"{LABELS[m]} C2ST / s" for m in args.methods) + " |")
+    print("|---|---:|" + "---|" * len(args.methods))
+    for task in args.tasks:
+        for budget in args.budgets:
+            cells = [by.get((task, budget, m)) for m in args.methods]
+            text = [f"{r['c2st']:.3f} / {r['train_s']:.0f}" if r else "–" for r in cells]
+            print(f"| {task} | {budget} | " + " | ".join(text) + " |")
     published = [f"{t} {v}" for t, v in PUBLISHED.items() if t in args.tasks]
     if published and 10000 in args.budgets:
         print(f"\nPublished sbibm NPE C2ST at 10^4 simulations: {', '.join(published)}")

@@ -73,6 +73,18 @@ def _unlogit(y: Tensor, eps: float) -> Tensor:
     return ((torch.sigmoid(y) - eps) / (1 - 2 * eps)).clamp(0.0, 1.0)
 
 
+def _log_is_more_symmetric(t: Tensor) -> Tensor:
+    """Per column: positive everywhere and less skewed after the log (a bool tensor)."""
+
+    def skew(v: Tensor) -> Tensor:
+        z = (v - v.mean(0)) / _std(v)
+        return (z**3).mean(0).abs()
+
+    positive = (t > 0).all(0)
+    logged = torch.log(torch.where(positive, t, 1.0))
+    return positive & (skew(logged) < skew(t))
+
+
 def _std(t: Tensor) -> Tensor:
     s = t.std(dim=0)
     # constant features would divide by zero; leave them unscaled
@@ -131,17 +143,28 @@ class Standardize(Preprocessor):
         transform: ``"identity"``, ``"log"`` (:math:`t = \log(x + \epsilon)`, for x ≥ 0) or
             ``"logit"`` (:math:`t = \mathrm{logit}(\epsilon + (1-2\epsilon)x)`, for x in [0, 1]).
         eps: the ε above.
-        log_theta: standardize ``log θ`` instead of θ (for positive, scale-like parameters).
+        log_theta: standardize ``log θ`` instead of θ (for positive, scale-like parameters):
+            ``True`` for every column, one bool per column, or ``"auto"``: decided per column in
+            :meth:`fit` -- the log for a column that is positive in every row and less skewed on
+            the log scale than on the linear one (e.g. population counts with multiplicative
+            noise, which span many decades).
     """
 
     kind = "standardize"
 
     def __init__(
-        self, transform: str = "identity", eps: float = LOGIT_EPS, log_theta: bool = False
+        self,
+        transform: str = "identity",
+        eps: float = LOGIT_EPS,
+        log_theta: bool | str | Sequence[bool] = False,
     ):
         if transform not in ("identity", "log", "logit"):
             raise ValueError(f"transform must be identity, log or logit, got {transform!r}")
-        self.transform, self.eps, self.log_theta = transform, float(eps), bool(log_theta)
+        if isinstance(log_theta, str) and log_theta != "auto":
+            raise ValueError(f"log_theta must be a bool, bools or 'auto', got {log_theta!r}")
+        if not isinstance(log_theta, (bool, str)):
+            log_theta = [bool(v) for v in log_theta]
+        self.transform, self.eps, self.log_theta = transform, float(eps), log_theta
         self.x_shape: tuple[int, ...] = ()
         self.mean = self.std = self.theta_mean = self.theta_std = torch.zeros(0)
 
@@ -153,6 +176,11 @@ class Standardize(Preprocessor):
         return x, torch.zeros_like(x)
 
     def _theta(self, theta: Tensor) -> Tensor:
+        if self.log_theta == "auto":
+            raise RuntimeError("Standardize(log_theta='auto') decides the columns in fit()")
+        if isinstance(self.log_theta, list):
+            mask = torch.tensor(self.log_theta, device=theta.device)
+            return torch.where(mask, torch.log(torch.where(mask, theta, 1.0)), theta)
         return torch.log(theta) if self.log_theta else theta
 
     def fit(self, x, theta, *, generator=None):
@@ -160,6 +188,8 @@ class Standardize(Preprocessor):
         x = x.double().flatten(1)
         t, _ = self._t(x)
         self.mean, self.std = t.mean(dim=0), _std(t)
+        if self.log_theta == "auto":
+            self.log_theta = _log_is_more_symmetric(theta.double()).tolist()
         th = self._theta(theta.double())
         self.theta_mean, self.theta_std = th.mean(dim=0), _std(th)
         self.features, self.context = t.shape[1], th.shape[1]

@@ -64,6 +64,33 @@ def test_standardize_state_round_trip_is_exact():
     assert torch.equal(back.condition(theta), pre.condition(theta))
 
 
+def test_standardize_auto_log_picks_the_columns_that_span_decades():
+    g = torch.Generator().manual_seed(1)
+    n = 2000
+    theta = torch.stack(
+        [
+            torch.exp(3 * torch.randn(n, generator=g, dtype=torch.float64)),  # log-normal: log
+            torch.rand(n, generator=g, dtype=torch.float64) + 1.0,  # uniform on [1, 2]: linear
+            torch.randn(n, generator=g, dtype=torch.float64),  # signed: linear
+        ],
+        dim=1,
+    )
+    x = torch.randn(n, 2, dtype=torch.float64)
+    pre = Standardize(log_theta="auto").fit(x, theta)
+    assert pre.log_theta == [True, False, False]
+    c = pre.condition(theta)
+    assert torch.allclose(c[:, 0], (theta[:, 0].log() - theta[:, 0].log().mean())
+                          / theta[:, 0].log().std(), atol=1e-10)  # fmt: skip
+    assert torch.allclose(c.mean(0), torch.zeros(3, dtype=torch.float64), atol=1e-10)
+    back = from_dict(json.loads(json.dumps(pre.to_dict())))
+    assert back.log_theta == [True, False, False]
+    assert torch.equal(back.condition(theta), c)
+    with pytest.raises(RuntimeError, match="fit"):
+        Standardize(log_theta="auto").condition(theta)
+    with pytest.raises(ValueError, match="log_theta"):
+        Standardize(log_theta="sometimes")
+
+
 def test_shower_round_trip_is_exact_in_float64():
     x, e = synthetic_showers(300)
     pre = ShowerPreprocessing(PHOTON_LAYERS).fit(x, e, generator=torch.Generator().manual_seed(0))

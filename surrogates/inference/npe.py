@@ -155,6 +155,11 @@ class NPE:
             tasks it about matched ReLU where the posterior has sharp structure (SLCP) and beat
             it where it is smooth (Gaussian linear: C2ST 0.555 against 0.587 at 10⁴
             simulations, batches of 512).
+        log_x: standardize x on the log scale: ``"auto"`` (default) per feature, where the
+            feature is positive in every training simulation and less skewed after the log
+            (:class:`~surrogates.preprocessing.Standardize`); ``True`` / ``False`` for all
+            features. On Lotka-Volterra (counts with multiplicative noise spanning many
+            decades) this took the C2ST at 10⁴ simulations from 0.975 to 0.898.
         seed: seeds the weight initialization (without touching the global generator) and the
             trainer.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
@@ -179,12 +184,15 @@ class NPE:
         hidden: Sequence[int] = (64, 64),
         bins: int = 8,
         activation: str = "silu",
+        log_x: bool | str = "auto",
         seed: int = 0,
         device: str | torch.device = "auto",
         **train: Any,
     ):
         if kind not in ("autoregressive", "coupling"):
             raise ValueError(f"kind must be 'autoregressive' or 'coupling', got {kind!r}")
+        if log_x not in (True, False, "auto"):
+            raise ValueError(f"log_x must be True, False or 'auto', got {log_x!r}")
         if activation not in ACTIVATIONS:
             known = ", ".join(ACTIVATIONS)
             raise ValueError(f"activation must be one of {known}, got {activation!r}")
@@ -205,6 +213,7 @@ class NPE:
             "embedding": None,
             "split": None,
         }
+        self.log_x = log_x
         self.seed = int(seed)
         self.device = resolve_device(device)
         self.train_options = dict(train)
@@ -252,7 +261,8 @@ class NPE:
 
     def _fit_pre(self, theta: Tensor, x: Tensor) -> Standardize:
         u, _ = self.support.inverse(theta.double())
-        return Standardize().fit(u.clamp(-U_CLAMP, U_CLAMP), x.double())
+        pre = Standardize(log_theta=self.log_x)
+        return pre.fit(u.clamp(-U_CLAMP, U_CLAMP), x.double())
 
     def fit(
         self,
