@@ -157,6 +157,28 @@ def test_packed_spline_is_zukos_spline(grad, slope):
     assert torch.equal(a[0, :2], y[0, :2])  # identity outside the bound
 
 
+def test_autoregressive_flow_is_zukos_nsf():
+    """Same state-dict keys, densities and inverse as zuko.flows.NSF (old checkpoints load)."""
+    import zuko
+
+    from surrogates.models.flow import _nsf
+
+    arch = {"bins": 6, "transforms": 3, "hidden": [16, 16], "activation": "silu"}
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        ours = _nsf(4, 3, True, arch).double()
+        with torch.no_grad():
+            for p in ours.parameters():
+                p.add_(0.3 * torch.randn_like(p))  # away from zuko's near-identity start
+    ref = zuko.flows.NSF(4, 3, bins=6, transforms=3, hidden_features=(16, 16),
+                         activation=torch.nn.SiLU).double()  # fmt: skip
+    ref.load_state_dict(ours.state_dict())
+    g = torch.Generator().manual_seed(1)
+    x, c = (torch.randn(256, d, dtype=torch.float64, generator=g) for d in (4, 3))
+    assert torch.allclose(ours(c).log_prob(x), ref(c).log_prob(x), atol=1e-10)
+    assert torch.allclose(ours(c).transform.inv(x), ref(c).transform.inv(x), atol=1e-10)
+
+
 def test_coupling_masks_come_in_complementary_pairs():
     for features in (2, 3, 373):
         masks = coupling_masks(features, 5)
