@@ -205,6 +205,16 @@ def test_log_scale_x_is_chosen_per_feature_and_saved(tmp_path):
         NPE(prior, log_x="sometimes")
 
 
+def test_default_widths_grow_with_the_training_set(tmp_path):
+    prior, theta, x = box_data(6000)
+    small = NPE(prior, transforms=1).fit(theta[:600], x[:600], max_epochs=1)
+    large = NPE(prior, transforms=1).fit(theta, x, max_epochs=1)
+    assert small.net.arch["hidden"] == [64, 64] and large.net.arch["hidden"] == [128, 128]
+    large.save(tmp_path / "npe")
+    assert NPE.load(tmp_path / "npe").net.arch["hidden"] == [128, 128]
+    assert NPE(prior, hidden=(8,)).fit(theta, x, max_epochs=1).net.arch["hidden"] == [8]
+
+
 def test_theta_outside_the_prior_is_an_error():
     prior, theta, x = box_data(100)
     theta[3, 1] = 0.7

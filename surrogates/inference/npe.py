@@ -62,7 +62,7 @@ from .support import (
     torch_prior,
 )
 
-__all__ = ["NPE", "NPENet", "default_train_config"]
+__all__ = ["NPE", "NPENet", "default_hidden", "default_train_config"]
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,19 @@ def default_train_config(n_train: int) -> dict[str, Any]:
             "max_epochs": 1000, "clip_grad": 5.0, "progress": False}  # fmt: skip
 
 
+def default_hidden(n_train: int) -> list[int]:
+    """The default conditioner widths: 64 x 64 below 5,000 training simulations, 128 x 128 from
+    there on.
+
+    Measured with ``benchmarks/npe_vs_sbi.py`` (mean C2ST over 5 observations): at 10⁴
+    simulations 128 x 128 beat 64 x 64 on two moons (0.515 against 0.522), SLCP (0.823 against
+    0.842) and Lotka-Volterra (0.899 against 0.901), and lost on Gaussian linear (0.547 against
+    0.535); at 10³ it was worse on SLCP (0.917 against 0.887) and Gaussian linear, and on 3,000
+    Gaussian-linear simulations its SBC ranks were no longer uniform (over-confident).
+    """
+    return [128, 128] if n_train >= 5000 else [64, 64]
+
+
 class NPENet(nn.Module):
     """The trained module: an embedding of x and a :class:`~surrogates.models.flow.FlowNet` over u.
 
@@ -109,6 +122,7 @@ class NPENet(nn.Module):
         super().__init__()
         self.embedding = embedding
         self.flow = FlowNet(dim, int(embedding.out_features), arch)
+        self.arch = dict(arch)
         self.support, self.pre = support, pre
 
     def context(self, x: Tensor) -> Tensor:
@@ -148,7 +162,8 @@ class NPE:
         kind: ``"autoregressive"`` (MAF-style spline flow, the default: the best density) or
             ``"coupling"`` (faster sampling).
         transforms: spline transforms.
-        hidden: hidden widths of each transform's conditioner.
+        hidden: hidden widths of each transform's conditioner; ``None``:
+            :func:`default_hidden` of the number of training simulations.
         bins: spline bins.
         activation: the conditioners' activation (a key of
             :data:`~surrogates.models.flow.ACTIVATIONS`). SiLU by default: on the benchmark
@@ -181,7 +196,7 @@ class NPE:
         embedding: str | dict[str, Any] | None = None,
         kind: str = "autoregressive",
         transforms: int = 3,
-        hidden: Sequence[int] = (64, 64),
+        hidden: Sequence[int] | None = None,
         bins: int = 8,
         activation: str = "silu",
         log_x: bool | str = "auto",
@@ -207,7 +222,7 @@ class NPE:
         self.arch = {
             "kind": kind,
             "transforms": int(transforms),
-            "hidden": [int(h) for h in hidden],
+            "hidden": None if hidden is None else [int(h) for h in hidden],
             "bins": int(bins),
             "activation": activation,
             "embedding": None,
@@ -246,6 +261,8 @@ class NPE:
     def _build(self, x_shape: tuple[int, ...], pre: Standardize) -> None:
         self.x_shape = tuple(int(s) for s in x_shape)
         arch = dict(self.arch)
+        if arch["hidden"] is None:
+            arch["hidden"] = default_hidden(self.n_train)
         if self.dim == 1:
             arch["kind"] = "autoregressive"  # a coupling layer needs two features
         with torch.random.fork_rng(devices=[]):
@@ -556,7 +573,7 @@ class NPE:
             "prior": prior_to_dict(self.prior) if self.prior is not None else None,
             "support": self.support.to_dict(),
             "preprocessing": net.pre.to_dict(),
-            "arch": self.arch,
+            "arch": net.arch,
             "embedding": net.embedding.config,
             "x_shape": list(self.x_shape),
             "param_names": self.param_names,
