@@ -145,7 +145,21 @@ class _PackedRQS(MonotonicRQSTransform):
         return torch.where(inside, x0 + z * dx, y)
 
 
-class RQSCouplingTransform(GeneralCouplingTransform):
+class _PackedConditioner:
+    """The ``meta`` of the RQS transforms below: conditioner output -> one :class:`_PackedRQS`."""
+
+    bins: int
+    hyper: nn.Module
+    total: int
+
+    def meta(self, c: Tensor | None, x: Tensor) -> Transform:
+        if c is not None:
+            x = torch.cat(broadcast(x, c, ignore=1), dim=-1)
+        phi = self.hyper(x).unflatten(-1, (-1, self.total))
+        return DependentTransform(_PackedRQS(phi, self.bins), 1)
+
+
+class RQSCouplingTransform(_PackedConditioner, GeneralCouplingTransform):
     r"""A lazy rational-quadratic spline coupling transform.
 
     .. math:: y_a = x_a, \qquad y_b = s_{\phi}(x_b), \quad \phi = \mathrm{MLP}([x_a, c]),
@@ -183,14 +197,8 @@ class RQSCouplingTransform(GeneralCouplingTransform):
         )
         self.bins = bins
 
-    def meta(self, c: Tensor | None, x: Tensor) -> Transform:
-        if c is not None:
-            x = torch.cat(broadcast(x, c, ignore=1), dim=-1)
-        phi = self.hyper(x).unflatten(-1, (-1, self.total))
-        return DependentTransform(_PackedRQS(phi, self.bins), 1)
 
-
-class RQSAutoregressiveTransform(MaskedAutoregressiveTransform):
+class RQSAutoregressiveTransform(_PackedConditioner, MaskedAutoregressiveTransform):
     """zuko's masked autoregressive RQS transform with the packed spline set-up of
     :class:`_PackedRQS` (the same parameters and state-dict keys as :class:`zuko.flows.NSF`'s
     transforms; on the CPU torch's softmax over ~8 bins was 15% of an NPE training step).
@@ -201,12 +209,6 @@ class RQSAutoregressiveTransform(MaskedAutoregressiveTransform):
         super().__init__(features, context, univariate=MonotonicRQSTransform, shapes=shapes,
                          **kwargs)  # fmt: skip
         self.bins = bins
-
-    def meta(self, c: Tensor | None, x: Tensor) -> Transform:
-        if c is not None:
-            x = torch.cat(broadcast(x, c, ignore=1), dim=-1)
-        phi = self.hyper(x).unflatten(-1, (-1, self.total))
-        return DependentTransform(_PackedRQS(phi, self.bins), 1)
 
 
 def coupling_masks(features: int, transforms: int) -> list[Tensor]:
