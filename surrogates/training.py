@@ -83,6 +83,9 @@ class TrainConfig:
         batch_size: rows per batch (used by models that build the batches).
         clip_grad: gradient-norm clipping threshold, or None.
         patience: validations without improvement before stopping early, or None.
+        min_lr_factor: with ``"plateau"``, stop early instead of halving the learning rate below
+            ``lr * min_lr_factor`` (the last epochs at a tiny rate change the model little);
+            None: no floor.
         val_every: validate every this many steps; None: at the end of every epoch.
         checkpoint_every: write a checkpoint every this many steps; None: at every validation.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
@@ -103,6 +106,7 @@ class TrainConfig:
     batch_size: int = 256
     clip_grad: float | None = 5.0
     patience: int | None = 10
+    min_lr_factor: float | None = None
     val_every: int | None = None
     checkpoint_every: int | None = None
     device: str = "auto"
@@ -120,7 +124,14 @@ class TrainConfig:
         for name in ("lr", "max_epochs", "batch_size"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("max_steps", "val_every", "checkpoint_every", "patience", "clip_grad"):
+        for name in (
+            "max_steps",
+            "val_every",
+            "checkpoint_every",
+            "patience",
+            "clip_grad",
+            "min_lr_factor",
+        ):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be positive or None, got {value}")
@@ -400,6 +411,9 @@ class Trainer:
                 if self.config.schedule == "plateau" and self.plateau_bad >= max(
                     1, (self.config.patience or 2) // 2
                 ):
+                    floor = self.config.min_lr_factor
+                    if floor is not None and self.plateau_factor * 0.5 < floor:
+                        self.stopped_early = True
                     self.plateau_factor *= 0.5
                     self.plateau_bad = 0
                 if self.config.patience is not None and self.bad >= self.config.patience:

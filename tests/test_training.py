@@ -173,6 +173,21 @@ def test_early_stopping_restores_the_best_weights(tmp_path):
     assert float(rows[0]["val_loss"]) == pytest.approx(result.best_val_loss)
 
 
+def test_plateau_halves_the_rate_and_stops_at_its_floor():
+    # validation never improves after the first check; without patience the rate halves after
+    # every bad validation, and the halving below lr / 4 stops the run instead
+    train = ArrayBatches(torch.full((64, 1), 3.0), batch_size=16)
+    val = ArrayBatches(torch.zeros(8, 1), batch_size=8, shuffle=False)
+    cfg = {"lr": 0.05, "max_epochs": 3, "patience": None, "val_every": 1, "schedule": "plateau",
+           "progress": False, "device": "cpu"}  # fmt: skip
+    free = Trainer(Mean(), TrainConfig(**cfg)).fit(train, val)
+    floored = Trainer(Mean(), TrainConfig(**cfg, min_lr_factor=0.25)).fit(train, val)
+    assert [r["lr"] for r in free.history[:4]] == pytest.approx([0.05, 0.05, 0.025, 0.0125])
+    assert not free.stopped_early and free.steps == 12
+    assert floored.stopped_early and floored.steps == 4
+    assert [r["lr"] for r in floored.history] == [r["lr"] for r in free.history[:4]]
+
+
 def test_trainer_converges_without_validation():
     data = ArrayBatches(torch.full((64, 1), 3.0), batch_size=16)
     module = Mean()
@@ -220,7 +235,14 @@ def test_custom_train_step_hook_is_used():
 
 @pytest.mark.parametrize(
     "bad",
-    [{"optimizer": "sgd"}, {"schedule": "step"}, {"lr": 0}, {"max_steps": 0}, {"num_workers": -1}],
+    [
+        {"optimizer": "sgd"},
+        {"schedule": "step"},
+        {"lr": 0},
+        {"max_steps": 0},
+        {"num_workers": -1},
+        {"min_lr_factor": 0},
+    ],
 )
 def test_bad_config_is_rejected(bad):
     with pytest.raises(ValueError):
