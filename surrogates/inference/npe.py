@@ -81,10 +81,14 @@ def default_train_config(n_train: int) -> dict[str, Any]:
     accuracy at 10³ simulations (C2ST within ±0.02 of batches of 64 on two moons, SLCP and
     Lotka-Volterra, at a third to a fifth of the time) and lower the gradient noise at the end
     of training at 10⁴ (Gaussian linear: C2ST 0.537 with batches of 1,024 against 0.555 with 512).
+    Training also ends when the rate would be halved below 1/32 of its start: on Lotka-Volterra
+    at 10⁴ simulations the last third of the steps, at rates down to 2·10⁻⁷, had moved the
+    validation loss by 0.07 nats and the C2ST not at all (0.899 with them, 0.895 without).
     """
     batch = int(min(1024, max(64, 2 ** round(math.log2(max(n_train, 1) / 4)))))
     return {"lr": 2e-3, "batch_size": batch, "schedule": "plateau", "patience": 10,
-            "max_epochs": 1000, "clip_grad": 5.0, "progress": False}  # fmt: skip
+            "min_lr_factor": 1 / 32, "max_epochs": 1000, "clip_grad": 5.0,
+            "progress": False}  # fmt: skip
 
 
 def default_hidden(n_train: int) -> list[int]:
