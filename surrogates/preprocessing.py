@@ -165,6 +165,7 @@ class Standardize(Preprocessor):
         if not isinstance(log_theta, (bool, str)):
             log_theta = [bool(v) for v in log_theta]
         self.transform, self.eps, self.log_theta = transform, float(eps), log_theta
+        self._log_mask: Tensor | None = None  # log_theta as a tensor, cached per device
         self.x_shape: tuple[int, ...] = ()
         self.mean = self.std = self.theta_mean = self.theta_std = torch.zeros(0)
 
@@ -179,7 +180,9 @@ class Standardize(Preprocessor):
         if self.log_theta == "auto":
             raise RuntimeError("Standardize(log_theta='auto') decides the columns in fit()")
         if isinstance(self.log_theta, list):
-            mask = torch.tensor(self.log_theta, device=theta.device)
+            if self._log_mask is None or self._log_mask.device != theta.device:
+                self._log_mask = torch.tensor(self.log_theta, device=theta.device)
+            mask = self._log_mask
             return torch.where(mask, torch.log(torch.where(mask, theta, 1.0)), theta)
         return torch.log(theta) if self.log_theta else theta
 
