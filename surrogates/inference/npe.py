@@ -577,6 +577,7 @@ class NPE:
             "prior": prior_to_dict(self.prior) if self.prior is not None else None,
             "support": self.support.to_dict(),
             "preprocessing": net.pre.to_dict(),
+            "log_x": self.log_x,
             "arch": net.arch,
             "embedding": net.embedding.config,
             "x_shape": list(self.x_shape),
@@ -613,7 +614,8 @@ class NPE:
             arch = config["arch"]
             npe = cls(None, embedding=config["embedding"], kind=arch["kind"],
                       transforms=arch["transforms"], hidden=arch["hidden"], bins=arch["bins"],
-                      activation=arch.get("activation", "relu"), seed=config["seed"],
+                      activation=arch.get("activation", "relu"),
+                      log_x=config.get("log_x", False), seed=config["seed"],
                       device="cpu", **config["train_options"])  # fmt: skip
             if config["prior"] is not None:
                 npe._set_prior(prior_from_dict(config["prior"]))
