@@ -16,7 +16,7 @@ sample ever leaves it. The truncated prior is sampled by rejection from the prio
 rate of each round is reported (a tiny rate means a posterior much narrower than the prior, where
 more rounds pay off most). Truncation trusts the earlier rounds' estimates: at small budgets one
 amortized round can be as good or better (``benchmarks/tsnpe.py``: two moons, 2 × 1,000
-simulations C2ST 0.580 against 0.549 for one round of 2,000; SLCP 0.872 against 0.879).
+simulations C2ST 0.572 against 0.552 for one round of 2,000; SLCP 0.872 against 0.888).
 
 Example:
     >>> import numpy as np, simulators
