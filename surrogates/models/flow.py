@@ -19,8 +19,8 @@ arXiv:1906.04032) on [-5, 5] (identity outside). Three kinds:
   only. Density and sampling are one MLP pass per transform each, and the inverse is exact
   (spline inverses are closed form). Masks alternate as complementary pairs, so every feature is
   transformed once per pair of transforms (Dinh et al., 2017, arXiv:1605.08803).
-* ``"autoregressive"`` -- zuko ``NSF`` (MAF-style): density in one pass, sampling in one pass per
-  feature; the best density, the slowest sampling.
+* ``"autoregressive"`` -- zuko's ``NSF`` (MAF-style; :class:`RQSAutoregressiveTransform`):
+  density in one pass, sampling in one pass per feature; the best density, the slowest sampling.
 * ``"two_stage"`` -- p(y_{:s} | h) · p(y_{s:} | y_{:s}, h): an autoregressive flow over the first
   ``split`` features and a coupling flow over the rest. For showers ``split`` is the number of
   layers, i.e. layer energies | E_inc, then normalized voxels | layer energies, E_inc (CaloFlow,
