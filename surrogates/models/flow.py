@@ -102,6 +102,9 @@ class _PackedRQS(MonotonicRQSTransform):
     and the softmax is exp / cumulative sum (the clamp bounds the logits by
     :math:`|\\log s| / 2`, so no max shift is needed). On the CPU torch's softmax over a last
     dimension of ~8 and passes over strided views made this set-up most of the sampling time.
+    The knots are built only when the forward direction asks for them: the inverse gathers the
+    two cumulative sums of y's bin and scales those (7-11% faster sampling of the shower flow,
+    bit-identical samples).
 
     Args:
         phi: packed parameters (*, 3K - 1): K width, K height, K - 1 derivative logits.
@@ -116,24 +119,54 @@ class _PackedRQS(MonotonicRQSTransform):
         scale = torch.full((3 * bins - 1,), 2 / lim, dtype=phi.dtype, device=phi.device)
         scale[2 * bins :] = 1 / lim
         e = _exp_soft_clamp(phi, scale)
-        cs = torch.cumsum(e[..., : 2 * bins].unflatten(-1, (2, bins)), dim=-1)
-        norm = 2 * bound / cs[..., -1:]  # exactly B at the last knot
-        knots = cs * norm - bound if cs.requires_grad else cs.mul_(norm).sub_(bound)
-        self.knots = F.pad(knots, (1, 0), value=-bound)  # (*, 2, K + 1): horizontal, vertical
-        self.horizontal, self.vertical = self.knots.unbind(-2)
-        self.derivatives = F.pad(e[..., 2 * bins :], (1, 1), value=1.0)
-        self.bound = bound
+        self._cs = torch.cumsum(e[..., : 2 * bins].unflatten(-1, (2, bins)), dim=-1)
+        self._norm = 2 * bound / self._cs[..., -1:]  # exactly B at the last knot
+        self._slopes = e[..., 2 * bins :]  # the K - 1 inner knot derivatives
+        self._bins, self.bound = bins, bound
+        self._knots: Tensor | None = None
+        self._derivatives: Tensor | None = None
+
+    # zuko's forward and log-derivative read these; the inverse (sampling) needs only one bin's
+    @property
+    def knots(self) -> Tensor:
+        """(*, 2, K + 1): horizontal and vertical knot positions."""
+        if self._knots is None:
+            self._knots = F.pad(self._cs * self._norm - self.bound, (1, 0), value=-self.bound)
+        return self._knots
+
+    @property
+    def horizontal(self) -> Tensor:
+        return self.knots[..., 0, :]
+
+    @property
+    def vertical(self) -> Tensor:
+        return self.knots[..., 1, :]
+
+    @property
+    def derivatives(self) -> Tensor:
+        """(*, K + 1): the knot derivatives (1 at both ends)."""
+        if self._derivatives is None:
+            self._derivatives = F.pad(self._slopes, (1, 1), value=1.0)
+        return self._derivatives
 
     def _inverse(self, y: Tensor) -> Tensor:
-        # zuko's closed-form inverse with one gather for the bin's four knot coordinates and one
-        # for its two slopes (zuko's takes three, over broadcast copies): sampling runs this
-        bins = self.horizontal.shape[-1] - 1
-        inside = (y > -self.bound) & (y <= self.bound)
-        k = (self.vertical[..., 1:bins] < y[..., None]).sum(-1)
-        k01 = torch.stack((k, k + 1), dim=-1)
-        xy = self.knots.gather(-1, k01.unsqueeze(-2).expand(*k01.shape[:-1], 2, 2))
-        x0, x1, y0, y1 = xy.flatten(-2).unbind(-1)
-        d0, d1 = self.derivatives.gather(-1, k01).unbind(-1)
+        # zuko's closed-form inverse, with the knots of y's bin alone computed from the
+        # cumulative sums (the same float operations as :attr:`knots`, so bit-identical)
+        bins, bound = self._bins, self.bound
+        inside = (y > -bound) & (y <= bound)
+        cs_h, norm_h = self._cs[..., 1, : bins - 1], self._norm[..., 1, :]
+        k = ((cs_h * norm_h - bound) < y[..., None]).sum(-1)
+        km1 = (k - 1).clamp_min(0)
+        idx = torch.stack((km1, k), dim=-1)  # knots k and k + 1 are sums k - 1 and k
+        xy = self._cs.gather(-1, idx.unsqueeze(-2).expand(*idx.shape[:-1], 2, 2))
+        xy = xy * self._norm - bound
+        first = k == 0
+        x0 = torch.where(first, -bound, xy[..., 0, 0])
+        y0 = torch.where(first, -bound, xy[..., 1, 0])
+        x1, y1 = xy[..., 0, 1], xy[..., 1, 1]
+        slopes = self._slopes.gather(-1, torch.stack((km1, k.clamp_max(bins - 2)), dim=-1))
+        d0 = torch.where(first, 1.0, slopes[..., 0])
+        d1 = torch.where(k == bins - 1, 1.0, slopes[..., 1])
         dx, dy = x1 - x0, y1 - y0
         s = dy / dx
         yr = torch.where(inside, y - y0, 0.0)
