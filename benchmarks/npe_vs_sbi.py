@@ -13,9 +13,9 @@ machine and versions, markdown tables (the last one is the README's) and the rat
 results also go to ``benchmarks/results/npe_vs_sbi.json``.
 
 Usage:
-    python benchmarks/npe_vs_sbi.py                 # full: 4 tasks x {1000, 10000} x 5 observations
+    python benchmarks/npe_vs_sbi.py                 # full: 4 tasks x {1000, 10000} x 10 observations
     python benchmarks/npe_vs_sbi.py --quick         # two moons + Gaussian linear, 1000 sims, 2 obs
-    python benchmarks/npe_vs_sbi.py --tasks slcp --budgets 10000 --n-obs 10
+    python benchmarks/npe_vs_sbi.py --tasks slcp --budgets 10000 --n-obs 5
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     p.add_argument("--budgets", nargs="+", type=int, default=[1000, 10000])
-    p.add_argument("--n-obs", type=int, default=5)
+    p.add_argument("--n-obs", type=int, default=10, help="observations per task (sbibm: 10)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--n-samples", type=int, default=2000, help="posterior samples per C2ST class")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
