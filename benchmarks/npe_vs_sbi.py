@@ -13,7 +13,7 @@ machine and versions, markdown tables (the last one is the README's) and the rat
 results also go to ``benchmarks/results/npe_vs_sbi.json``.
 
 Usage:
-    python benchmarks/npe_vs_sbi.py                 # full: 4 tasks x {1000, 10000} x 10 observations
+    python benchmarks/npe_vs_sbi.py                 # full: 4 tasks x {1000, 10000} x 10 obs
     python benchmarks/npe_vs_sbi.py --quick         # two moons + Gaussian linear, 1000 sims, 2 obs
     python benchmarks/npe_vs_sbi.py --tasks slcp --budgets 10000 --n-obs 5
 """
