@@ -113,30 +113,55 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def sampling(quick: bool, device: str) -> dict:
-    sim = simulators.get("calorimeter", particle="photon")
-    rng = np.random.default_rng(0)
-    e_fit, x_fit = sim.sample_joint(300 if quick else 2000, rng)
-    model = Flow.for_dataset((e_fit, x_fit), device=device, **SHOWER_ARCH)
-    features, energies = model.pre.features, [float(e) for e in sim.prior.values]
+def _flow_rates(
+    model: Flow, energies: list[float], batches: tuple[int, ...], quick: bool, device: str
+) -> tuple[dict, dict]:
+    """Showers/s at the given batch sizes (65.5 GeV), and at batch 10,000 at the lowest and the
+    three highest energies."""
     g = torch.Generator().manual_seed(0)
 
     def draw(e: np.ndarray) -> None:
         model.sample(e, generator=g)
         _sync(device)
 
+    draw(np.full((2000, 1), energies[0]))  # warm-up: compilation, and the first allocations
     flow_rate: dict = {}
     for batch, reps in ((1, 20), (100, 5)):
-        e = np.full((batch, 1), 65536.0)
-        draw(e[:1])  # warm-up
-        flow_rate[batch] = _best_rate(partial(draw, e), batch, reps)
+        if batch in batches:
+            e = np.full((batch, 1), 65536.0)
+            draw(e[:1])
+            flow_rate[batch] = _best_rate(partial(draw, e), batch, reps)
     flow_by_energy = {}
-    draw(np.full((10_000, 1), energies[0]))  # warm-up: the first large batch pays allocations
+    draw(np.full((10_000, 1), energies[0]))
     for energy in [energies[0], *energies[-3:]]:
         e = np.full((10_000, 1), energy)
         flow_by_energy[energy] = _best_rate(partial(draw, e), 10_000, 1 if quick else 2)
     flow_rate[10_000] = max(flow_by_energy.values())
-    single = Flow.for_dataset((e_fit, x_fit), device=device, **{**SHOWER_ARCH, "kind": "coupling"})
+    return flow_rate, flow_by_energy
+
+
+def sampling(quick: bool, device: str) -> dict:
+    sim = simulators.get("calorimeter", particle="photon")
+    rng = np.random.default_rng(0)
+    e_fit, x_fit = sim.sample_joint(300 if quick else 2000, rng)
+    # the shower preprocessing a dataset file of this simulator gets (373 features, split 5)
+    meta = {"simulator": "calorimeter", "simulator_config": {"particle": "photon"}}
+    shower = partial(Flow.for_dataset, (e_fit, x_fit), device=device)
+    model = shower(preprocessing=Flow.default_preprocessing(meta, x_fit), **SHOWER_ARCH)
+    features, energies = model.pre.features, [float(e) for e in sim.prior.values]
+    g = torch.Generator().manual_seed(0)
+
+    modes = {"eager": None, "fast, bfloat16 conditioners": "bfloat16",
+             "fast, float32 conditioners": "float32"}  # fmt: skip
+    rates = {}
+    for name, precision in modes.items():
+        model.fast_sampling(precision)
+        batches = (1, 100) if precision != "float32" else ()
+        rates[name] = _flow_rates(model, energies, batches, quick, device)
+    model.fast_sampling(None)
+    single = shower(
+        preprocessing=Flow.default_preprocessing(meta, x_fit), **{**SHOWER_ARCH, "kind": "coupling"}
+    )
     e = np.full((10_000, 1), energies[-1])
     single.sample(e[:1000], generator=g)
     coupling_rate = _best_rate(
@@ -174,8 +199,8 @@ def sampling(quick: bool, device: str) -> dict:
     spectrum = tuple(1.0 / np.mean([1.0 / r[i] for r in per_energy.values()]) for i in (0, 1))
     return {
         "features": features,
-        "flow_showers_per_s": flow_rate,
-        "flow_showers_per_s_by_energy_at_batch_10000": flow_by_energy,
+        "flow_showers_per_s": {k: v[0] for k, v in rates.items()},
+        "flow_showers_per_s_by_energy_at_batch_10000": {k: v[1] for k, v in rates.items()},
         "single_coupling_flow_showers_per_s_at_batch_10000": coupling_rate,
         "peers_showers_per_s": peers,
         "simulator_showers_per_s": per_energy,
@@ -203,30 +228,36 @@ def main() -> None:
     )
     sa = sampling(args.quick, args.device)
     print(f"sampling: photon showers, {sa['features']} flow features, {SHOWER_ARCH}")
-    for b, r in sa["flow_showers_per_s"].items():
-        print(f"flow, batch {b:>6}: {_fmt(r)}")
-    by_e = sa["flow_showers_per_s_by_energy_at_batch_10000"]
-    for e, r in by_e.items():
-        print(f"flow, batch  10000 at {e:>10.0f} MeV: {_fmt(r)}")
-    print(f"single coupling flow (same widths), batch  10000: "
+    for mode, rates in sa["flow_showers_per_s"].items():
+        for b, r in rates.items():
+            print(f"flow ({mode}), batch {b:>6}: {_fmt(r)}")
+        for e, r in sa["flow_showers_per_s_by_energy_at_batch_10000"][mode].items():
+            print(f"flow ({mode}), batch  10000 at {e:>10.0f} MeV: {_fmt(r)}")
+    print(f"single coupling flow (same widths, eager), batch  10000: "
           f"{_fmt(sa['single_coupling_flow_showers_per_s_at_batch_10000'])}")  # fmt: skip
-    walls = [r[0] for r in by_e.values()]
-    print(f"flow cost vs energy: slowest/fastest rate {min(walls) / max(walls):.2f} (flat: 1)")
+    for mode, by_e in sa["flow_showers_per_s_by_energy_at_batch_10000"].items():
+        walls = [r[0] for r in by_e.values()]
+        print(f"flow ({mode}) cost vs energy: slowest/fastest rate "
+              f"{min(walls) / max(walls):.2f} (flat: 1)")  # fmt: skip
     for name, r in sa["peers_showers_per_s"].items():
         print(f"peer {name}: {_fmt(r)}")
     sim_rates = sa["simulator_showers_per_s"]
+    eager, fast = (sa["flow_showers_per_s_by_energy_at_batch_10000"][m]
+                   for m in ("eager", "fast, bfloat16 conditioners"))  # fmt: skip
     for e, r in sim_rates.items():
-        fr = by_e.get(e, sa["flow_showers_per_s"][10_000])
-        print(f"simulator at {e:>10.0f} MeV: {_fmt(r)}; flow/simulator {fr[0] / r[0]:8.1f} "
-              f"(CPU time: {fr[1] / r[1]:8.1f})")  # fmt: skip
+        print(f"simulator at {e:>10.0f} MeV: {_fmt(r)}; flow/simulator eager "
+              f"{eager.get(e, max(eager.values()))[0] / r[0]:6.1f}, fast "
+              f"{fast.get(e, max(fast.values()))[0] / r[0]:6.1f}")  # fmt: skip
     top = sa["energies"][-3:]
-    print("flow/simulator at batch 10000 at the 3 highest energies (target >= 20): "
-          + ", ".join(f"{by_e[e][0] / sim_rates[e][0]:.1f}" for e in top)
-          + " (CPU time: "
-          + ", ".join(f"{by_e[e][1] / sim_rates[e][1]:.1f}" for e in top) + ")")  # fmt: skip
-    spec, big = sa["simulator_spectrum_showers_per_s"], sa["flow_showers_per_s"][10_000]
-    print(f"whole spectrum: simulator {spec[0]:.1f} showers/s, flow/simulator "
-          f"{big[0] / spec[0]:.1f} (CPU time: {big[1] / spec[1]:.1f})")  # fmt: skip
+    spec = sa["simulator_spectrum_showers_per_s"]
+    for mode, by_e in sa["flow_showers_per_s_by_energy_at_batch_10000"].items():
+        big = sa["flow_showers_per_s"][mode][10_000]
+        print(f"flow ({mode})/simulator at batch 10000 at the 3 highest energies (target >= 20): "
+              + ", ".join(f"{by_e[e][0] / sim_rates[e][0]:.1f}" for e in top)
+              + " (CPU time: "
+              + ", ".join(f"{by_e[e][1] / sim_rates[e][1]:.1f}" for e in top)
+              + f"); whole spectrum ({spec[0]:.1f} showers/s simulated): "
+              f"{big[0] / spec[0]:.1f}")  # fmt: skip
 
 
 if __name__ == "__main__":
