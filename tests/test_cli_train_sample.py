@@ -74,6 +74,18 @@ def test_sample_like_reference_gives_same_schema_and_conditions(moons, run_dir, 
         assert np.array_equal(a["x"][...], b["x"][...])
 
 
+@pytest.mark.filterwarnings("ignore:torch.compile failed:RuntimeWarning")
+def test_fast_sampling_writes_the_eager_samples_up_to_rounding(moons, run_dir, tmp_path):
+    paths = {}
+    for fast in (None, "float32"):
+        paths[fast] = tmp_path / f"g_{fast}.h5"
+        extra = ["--fast", fast] if fast else []
+        argv = ["sample", str(run_dir), "--like", str(moons), "--out", str(paths[fast])]
+        assert main([*argv, "--no-progress", *extra]) == 0
+    with h5py.File(paths[None], "r") as a, h5py.File(paths["float32"], "r") as b:
+        np.testing.assert_allclose(b["x"][...], a["x"][...], atol=1e-4)
+
+
 def test_resume_of_a_finished_run_and_refusal_to_clobber(moons, run_dir, capsys):
     before = (run_dir / "model.safetensors").read_bytes()
     args = ["train", "flow", "--data", str(moons), "--out", str(run_dir), "--device", "cpu", *ARCH]
