@@ -222,8 +222,10 @@ class Trainer:
         else:
             cls = torch.optim.AdamW if self.config.optimizer == "adamw" else torch.optim.Adam
             params = [p for p in module.parameters() if p.requires_grad]
+            # foreach: one kernel per step for all tensors (torch picks it by itself on GPUs
+            # only); 9% of a small NPE training step on the CPU went to the per-tensor loop
             self.optimizers = [
-                cls(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
+                cls(params, lr=self.config.lr, weight_decay=self.config.weight_decay, foreach=True)
             ]
         for opt in self.optimizers:
             for group in opt.param_groups:
@@ -281,7 +283,7 @@ class Trainer:
             return loss.detach()
         loss.backward()
         if self.config.clip_grad is not None:
-            nn.utils.clip_grad_norm_(self.module.parameters(), self.config.clip_grad)
+            nn.utils.clip_grad_norm_(self.module.parameters(), self.config.clip_grad, foreach=True)
         opt.step()
         return loss.detach()
 
