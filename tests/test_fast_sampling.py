@@ -73,3 +73,12 @@ def test_fast_sampling_follows_weight_changes_and_rejects_bad_precisions():
     np.testing.assert_allclose(after, _draw(model.fast_sampling(None), theta), atol=1e-4)
     with pytest.raises(ValueError, match="precision"):
         model.fast_sampling("float16")
+
+
+def test_flows_without_hidden_layers_are_sampled_eagerly():
+    rng = np.random.default_rng(1)
+    theta = rng.uniform(-1, 1, (200, 1))
+    x = theta + 0.3 * rng.standard_normal((200, 3))
+    model = Flow.for_dataset((theta, x), transforms=2, hidden=[], device="cpu")
+    eager = _draw(model, theta)
+    assert np.array_equal(_draw(model.fast_sampling(), theta), eager)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -226,19 +227,24 @@ class _Conditioner:
         return self.w_x, self.w_h, self.b_h, self.w_out, self.b_out, self.act, self.total
 
 
+#: transform -> (weights' identity, its _Conditioner); outside the modules, so that pickling or
+#: copying a model carries no cache
+_CONDITIONERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _conditioner(t: nn.Module, dtype: torch.dtype) -> _Conditioner:
-    """Transform ``t``'s :class:`_Conditioner`, cached on ``t`` until its weights change
-    (in-place updates bump ``_version``) or move."""
+    """Transform ``t``'s :class:`_Conditioner`, cached until its weights change (in-place
+    updates bump ``_version``) or move."""
     from .flow import RQSCouplingTransform
 
     key = (dtype, tuple((p.device, p.data_ptr(), p._version) for p in t.hyper.parameters()))
-    cached = getattr(t, "_fast_cache", None)
+    cached = _CONDITIONERS.get(t)
     if cached is None or cached[0] != key:
         if isinstance(t, RQSCouplingTransform):
             n_x, n_out = int(t.mask.sum()), int((~t.mask).sum())
         else:
             n_x = n_out = len(t.order)
-        cached = t._fast_cache = (key, _Conditioner(t.hyper, n_x, n_out, int(t.total), dtype))
+        cached = _CONDITIONERS[t] = (key, _Conditioner(t.hyper, n_x, n_out, int(t.total), dtype))
     return cached[1]
 
 
@@ -263,12 +269,16 @@ def _inverse(t: nn.Module, y: Tensor, c: Tensor | None, dtype: torch.dtype) -> T
 
 
 def supports(flow: nn.Module) -> bool:
-    """Whether zuko flow ``flow`` is made of the package's spline transforms only."""
+    """Whether zuko flow ``flow`` is made of the package's spline transforms only (others are
+    sampled eagerly)."""
     from .flow import RQSAutoregressiveTransform, RQSCouplingTransform
 
-    kinds = (RQSCouplingTransform, RQSAutoregressiveTransform)
+    def ok(t: nn.Module) -> bool:  # a spline transform whose conditioner has a hidden layer
+        linear = [m for m in t.hyper if isinstance(getattr(m, "weight", None), Tensor)]
+        return isinstance(t, (RQSCouplingTransform, RQSAutoregressiveTransform)) and len(linear) > 1
+
     transforms = getattr(getattr(flow, "transform", None), "transforms", None)
-    return bool(transforms) and all(isinstance(t, kinds) for t in transforms)
+    return bool(transforms) and all(ok(t) for t in transforms)
 
 
 def flow_inverse(flow: nn.Module, z: Tensor, c: Tensor | None, precision: str) -> Tensor:
