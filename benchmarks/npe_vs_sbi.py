@@ -9,13 +9,15 @@ posterior samples -- analytic for Gaussian linear, exact for two moons, likeliho
 for SLCP and Lotka-Volterra -- cached under ``benchmarks/results/reference/`` (git-ignored).
 Training wall time is the time of the ``fit``/``train`` call, after one untimed warm-up fit per
 method (so no method is charged for the process's one-time imports). The script prints the
-machine and versions, markdown tables (the last one is the README's) and the ratios ours / sbi;
+machine and versions, markdown tables (the last one is the README's), the C2ST differences ours -
+sbi with their paired standard errors over the observations, and the time ratios ours / sbi;
 results also go to ``benchmarks/results/npe_vs_sbi.json``.
 
 Usage:
     python benchmarks/npe_vs_sbi.py                 # full: 4 tasks x {1000, 10000} x 10 obs
     python benchmarks/npe_vs_sbi.py --quick         # two moons + Gaussian linear, 1000 sims, 2 obs
     python benchmarks/npe_vs_sbi.py --tasks slcp --budgets 10000 --n-obs 5
+    python benchmarks/npe_vs_sbi.py --tables-from benchmarks/results/npe_vs_sbi.json
 """
 
 from __future__ import annotations
@@ -117,6 +119,56 @@ def train(
     return sample_sbi, seconds
 
 
+def print_tables(
+    rows: list[dict[str, Any]], tasks: list[str], budgets: list[int], methods: list[str]
+) -> None:
+    """The markdown tables: every row; ours against each sbi method (mean C2ST difference ± its
+    paired standard error over the observations, the observations where ours is lower, and the
+    time ratio); and the README's table."""
+    print()
+    print("| task | simulations | method | C2ST (mean ± sd) | train time (s) |")
+    print("|---|---:|---|---:|---:|")
+    for r in rows:
+        c2 = f"{r['c2st']:.3f} ± {r['c2st_sd']:.3f}"
+        print(f"| {r['task']} | {r['sims']} | {r['method']} | {c2} | {r['train_s']:.1f} |")
+    print()
+    print(
+        "| task | simulations | C2ST ours − sbi MAF | C2ST ours − sbi NSF "
+        "| time ours / sbi MAF | time ours / sbi NSF |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    by = {(r["task"], r["sims"], r["method"]): r for r in rows}
+    for task in tasks:
+        for budget in budgets:
+            ours = by.get((task, budget, "ours"))
+            if ours is None:
+                continue
+            cells = []
+            for m in ("sbi_maf", "sbi_nsf"):
+                other = by.get((task, budget, m))
+                if other is None:
+                    cells.append("–")
+                    continue
+                d = np.asarray(ours["scores"]) - np.asarray(other["scores"])
+                se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+                cells.append(f"{d.mean():+.3f} ± {se:.3f} (lower in {int((d < 0).sum())}/{len(d)})")
+            for m in ("sbi_maf", "sbi_nsf"):
+                other = by.get((task, budget, m))
+                cells.append(f"{ours['train_s'] / other['train_s']:.2f}" if other else "–")
+            print(f"| {task} | {budget} | " + " | ".join(cells) + " |")
+    print()
+    print("| task | sims | " + " | ".join(f"{LABELS[m]} C2ST / s" for m in methods) + " |")
+    print("|---|---:|" + "---|" * len(methods))
+    for task in tasks:
+        for budget in budgets:
+            cells = [by.get((task, budget, m)) for m in methods]
+            text = [f"{r['c2st']:.3f} / {r['train_s']:.0f}" if r else "–" for r in cells]
+            print(f"| {task} | {budget} | " + " | ".join(text) + " |")
+    published = [f"{t} {v}" for t, v in PUBLISHED.items() if t in tasks]
+    if published and 10000 in budgets:
+        print(f"\nPublished sbibm NPE C2ST at 10^4 simulations: {', '.join(published)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
@@ -129,7 +181,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--quick", action="store_true", help="two moons + Gaussian linear, 1000 sims, 2 obs"
     )
+    p.add_argument(
+        "--tables-from",
+        type=Path,
+        metavar="JSON",
+        help="print the tables of an earlier run's results file and exit (no training)",
+    )
     args = p.parse_args(argv)
+    if args.tables_from:
+        rows = json.loads(args.tables_from.read_text())["rows"]
+        seen = list(dict.fromkeys((r["task"], r["sims"], r["method"]) for r in rows))
+        tasks, budgets, methods = (list(dict.fromkeys(k[i] for k in seen)) for i in range(3))
+        print_tables(rows, tasks, sorted(budgets), [m for m in METHODS if m in methods])
+        return 0
     if args.quick:
         args.tasks, args.budgets, args.n_obs, args.n_samples = (
             ["two_moons", "gaussian_linear"],
@@ -185,43 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"  {task:16s} {budget:6d} {method:8s} {c2}  train {seconds:7.1f} s", flush=True
                 )
-    print()
-    print("| task | simulations | method | C2ST (mean ± sd) | train time (s) |")
-    print("|---|---:|---|---:|---:|")
-    for r in rows:
-        c2 = f"{r['c2st']:.3f} ± {r['c2st_sd']:.3f}"
-        print(f"| {r['task']} | {r['sims']} | {r['method']} | {c2} | {r['train_s']:.1f} |")
-    print()
-    print(
-        "| task | simulations | C2ST ours − sbi MAF | C2ST ours − sbi NSF "
-        "| time ours / sbi MAF | time ours / sbi NSF |"
-    )
-    print("|---|---:|---:|---:|---:|---:|")
-    by = {(r["task"], r["sims"], r["method"]): r for r in rows}
-    for task in args.tasks:
-        for budget in args.budgets:
-            ours = by.get((task, budget, "ours"))
-            if ours is None:
-                continue
-            cells = []
-            for m in ("sbi_maf", "sbi_nsf"):
-                other = by.get((task, budget, m))
-                cells.append(f"{ours['c2st'] - other['c2st']:+.3f}" if other else "–")
-            for m in ("sbi_maf", "sbi_nsf"):
-                other = by.get((task, budget, m))
-                cells.append(f"{ours['train_s'] / other['train_s']:.2f}" if other else "–")
-            print(f"| {task} | {budget} | " + " | ".join(cells) + " |")
-    print()
-    print("| task | sims | " + " | ".join(f"{LABELS[m]} C2ST / s" for m in args.methods) + " |")
-    print("|---|---:|" + "---|" * len(args.methods))
-    for task in args.tasks:
-        for budget in args.budgets:
-            cells = [by.get((task, budget, m)) for m in args.methods]
-            text = [f"{r['c2st']:.3f} / {r['train_s']:.0f}" if r else "–" for r in cells]
-            print(f"| {task} | {budget} | " + " | ".join(text) + " |")
-    published = [f"{t} {v}" for t, v in PUBLISHED.items() if t in args.tasks]
-    if published and 10000 in args.budgets:
-        print(f"\nPublished sbibm NPE C2ST at 10^4 simulations: {', '.join(published)}")
+    print_tables(rows, args.tasks, args.budgets, args.methods)
     print(f"\ntotal {time.perf_counter() - t_start:.0f} s")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / ("npe_vs_sbi_quick.json" if args.quick else "npe_vs_sbi.json")
