@@ -215,6 +215,16 @@ def test_default_widths_grow_with_the_training_set(tmp_path):
     assert NPE(prior, hidden=(8,)).fit(theta, x, max_epochs=1).net.arch["hidden"] == [8]
 
 
+def test_default_depth_is_four_transforms_at_small_budgets(tmp_path):
+    prior, theta, x = box_data(6000)
+    small = NPE(prior, hidden=(8,)).fit(theta[:600], x[:600], max_epochs=1)
+    large = NPE(prior, hidden=(8,)).fit(theta, x, max_epochs=1)
+    assert small.net.arch["transforms"] == 4 and large.net.arch["transforms"] == 3
+    assert len(small.net.flow.flows[0].transform.transforms) == 4
+    small.save(tmp_path / "npe")
+    assert NPE.load(tmp_path / "npe").net.arch["transforms"] == 4
+
+
 def test_theta_outside_the_prior_is_an_error():
     prior, theta, x = box_data(100)
     theta[3, 1] = 0.7
