@@ -41,6 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .spline import bin_inverse
+
 __all__ = ["PRECISIONS", "flow_inverse", "rqs_inverse", "supports"]
 
 #: conditioner precisions by name
@@ -108,16 +110,7 @@ def rqs_inverse(
 
     d0 = torch.where(first, one, slope_of(p0))
     d1 = torch.where(last, one, slope_of(p1))
-    inside = (y > -bound) & (y <= bound)
-    dx, dy = x1 - x0, y1 - y0
-    s = dy / dx
-    yr = torch.where(inside, y - y0, 0.0)
-    w = (d0 + d1 - 2 * s) * yr
-    a = dy * (s - d0) + w
-    b = dy * d0 - w
-    c = -s * yr
-    z = 2 * c / (-b - (b * b - 4 * a * c).sqrt())
-    return torch.where(inside, x0 + z * dx, y)
+    return bin_inverse(y, x0, y0, x1, y1, d0, d1, bound)
 
 
 #: conditioner activations (the modules of :data:`~surrogates.models.flow.ACTIVATIONS`)

@@ -65,6 +65,7 @@ from zuko.utils import broadcast
 from ..preprocessing import ShowerPreprocessing
 from .base import Surrogate, _tensor
 from .fast_sampling import PRECISIONS, flow_inverse, supports
+from .spline import bin_inverse
 
 __all__ = [
     "ACTIVATIONS",
@@ -157,7 +158,6 @@ class _PackedRQS(MonotonicRQSTransform):
         # zuko's closed-form inverse, with the knots of y's bin alone computed from the
         # cumulative sums (the same float operations as :attr:`knots`, so bit-identical)
         bins, bound = self._bins, self.bound
-        inside = (y > -bound) & (y <= bound)
         cs_h, norm_h = self._cs[..., 1, : bins - 1], self._norm[..., 1, :]
         k = ((cs_h * norm_h - bound) < y[..., None]).sum(-1)
         km1 = (k - 1).clamp_min(0)
@@ -171,15 +171,7 @@ class _PackedRQS(MonotonicRQSTransform):
         slopes = self._slopes.gather(-1, torch.stack((km1, k.clamp_max(bins - 2)), dim=-1))
         d0 = torch.where(first, 1.0, slopes[..., 0])
         d1 = torch.where(k == bins - 1, 1.0, slopes[..., 1])
-        dx, dy = x1 - x0, y1 - y0
-        s = dy / dx
-        yr = torch.where(inside, y - y0, 0.0)
-        w = (d0 + d1 - 2 * s) * yr
-        a = dy * (s - d0) + w
-        b = dy * d0 - w
-        c = -s * yr
-        z = 2 * c / (-b - (b * b - 4 * a * c).sqrt())
-        return torch.where(inside, x0 + z * dx, y)
+        return bin_inverse(y, x0, y0, x1, y1, d0, d1, bound)
 
 
 class _PackedConditioner:
