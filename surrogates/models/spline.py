@@ -1,12 +1,37 @@
-"""The rational-quadratic spline's closed-form inverse within one bin (Durkan et al., 2019,
-arXiv:1906.04032, eq. 6-8), shared by the eager and the compiled spline inverses."""
+"""The rational-quadratic spline within one bin (Durkan et al., 2019, arXiv:1906.04032): the
+forward map with its log-derivative (eq. 4, 5) for training, and the closed-form inverse (eq. 6-8)
+shared by the eager and the compiled spline inverses."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-__all__ = ["bin_inverse"]
+__all__ = ["bin_forward", "bin_inverse"]
+
+
+def bin_forward(
+    x: Tensor,
+    x0: Tensor,
+    y0: Tensor,
+    x1: Tensor,
+    y1: Tensor,
+    d0: Tensor,
+    d1: Tensor,
+    bound: float,
+) -> tuple[Tensor, Tensor]:
+    """(s(x), log s'(x)), given x's bin: knots (x0, y0), (x1, y1) and knot derivatives d0, d1.
+    The identity (log-derivative 0) outside [-B, B]."""
+    inside = (x > -bound) & (x <= bound)
+    dx, dy = x1 - x0, y1 - y0
+    s = dy / dx
+    z = torch.where(inside, (x - x0) / dx, 0.0)
+    zz = z * (1 - z)
+    den = s + (d0 + d1 - 2 * s) * zz
+    y = y0 + dy * (s * z * z + d0 * zz) / den
+    num = s * s * (2 * s * zz + d0 * (1 - z).square() + d1 * z * z)
+    ladj = torch.where(inside, (num / den.square()).log(), 0.0)
+    return torch.where(inside, y, x), ladj
 
 
 def bin_inverse(
