@@ -33,7 +33,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import math
@@ -404,9 +403,10 @@ class Trainer:
             row["val_loss"] = val
             if self.best_val is None or val < self.best_val:
                 self.best_val, self.best_step, self.bad, self.plateau_bad = val, self.step, 0, 0
-                self.best_state = copy.deepcopy(
-                    {k: v.detach().cpu() for k, v in self.module.state_dict().items()}
-                )
+                # a plain copy per tensor: deepcopy cost ~2 ms per epoch on small flows
+                self.best_state = {
+                    k: v.detach().to("cpu", copy=True) for k, v in self.module.state_dict().items()
+                }
             else:
                 self.bad += 1
                 self.plateau_bad += 1
