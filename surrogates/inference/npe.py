@@ -13,7 +13,10 @@ maximum likelihood, which for draws from the prior makes :math:`q` an estimate o
 with :math:`T` the bijection onto the prior's support (:mod:`.support`), :math:`(m, s)` and
 :math:`(\mu_x, \sigma_x)` the standardization of :mod:`surrogates.preprocessing` (fitted on the
 training split) and :math:`e_\psi` an embedding network (:mod:`.embeddings`) trained jointly
-with the flow. Samples are :math:`T(m + s\,u)` with :math:`u \sim q`: always inside the support, and
+with the flow. For vector observations the flow is by default fitted to the residual of u's
+linear regression on the standardized x, whitened
+(:class:`~surrogates.preprocessing.LinearAdjust`: a constant-Jacobian bijection of u given x):
+the flow then refines a linear-Gaussian posterior instead of learning it from scratch. Samples are :math:`T(m + s\,u)` with :math:`u \sim q`: always inside the support, and
 :meth:`NPE.log_prob` is exactly normalized over it -- no rejection, no leakage.
 
 Training is the shared :class:`~surrogates.training.Trainer` (early stopping on a validation split,
@@ -51,7 +54,7 @@ from torch.distributions import Distribution
 
 from ..checkpoint import CheckpointError, load_model, read_meta, save_model
 from ..models.flow import ACTIVATIONS, FlowNet
-from ..preprocessing import Standardize, from_dict
+from ..preprocessing import LinearAdjust, Standardize, from_dict
 from ..training import ArrayBatches, TrainConfig, Trainer, TrainResult, resolve_device
 from .embeddings import build_embedding
 from .support import (
@@ -133,6 +136,8 @@ class NPENet(nn.Module):
         arch: :class:`~surrogates.models.flow.FlowNet` architecture settings.
         support: the bijection onto the prior's support.
         pre: fitted standardization (features: T⁻¹(θ); condition: x).
+        adjust: fitted linear adjustment of the standardized features given the standardized
+            x, or None.
     """
 
     def __init__(
@@ -142,30 +147,46 @@ class NPENet(nn.Module):
         arch: dict[str, Any],
         support: SupportTransform,
         pre: Standardize,
+        adjust: LinearAdjust | None = None,
     ):
         super().__init__()
         self.embedding = embedding
         self.flow = FlowNet(dim, int(embedding.out_features), arch)
         self.arch = dict(arch)
-        self.support, self.pre = support, pre
+        self.support, self.pre, self.adjust = support, pre, adjust
+
+    def condition(self, x: Tensor) -> Tensor:
+        """Standardized observations (N, *x_shape): the embedding's (and adjustment's) input."""
+        return self.pre.condition(x)
 
     def context(self, x: Tensor) -> Tensor:
         """The embedding h of raw observations x (N, *x_shape)."""
-        return self.embedding(self.pre.condition(x))
+        return self.embedding(self.condition(x))
 
-    def features(self, theta: Tensor) -> tuple[Tensor, Tensor]:
-        """Standardized unconstrained parameters y and log|det ∂y/∂θ| per row (float64)."""
-        u, ladj_t = self.support.inverse(theta.double())
-        y, ladj_s = self.pre.forward(u, u)
-        return y, ladj_t + ladj_s
+    def features(
+        self, theta: Tensor, c: Tensor, *, clamp: bool = False
+    ) -> tuple[Tensor, Tensor]:
+        """The flow's features y of θ given standardized observations c, and log|det ∂y/∂θ|
+        per row (float64). ``clamp``: |u| ≤ :data:`U_CLAMP` (training)."""
+        u, ladj = self.support.inverse(theta.double())
+        y, ladj_s = self.pre.forward(u.clamp(-U_CLAMP, U_CLAMP) if clamp else u, u)
+        if self.adjust is not None:
+            y, ladj_a = self.adjust.forward(y, c.double())
+            ladj_s = ladj_s + ladj_a
+        return y, ladj + ladj_s
+
+    def parameters_of(self, y: Tensor, c: Tensor) -> Tensor:
+        """θ of features y (float64) given standardized observations c: inside the support."""
+        if self.adjust is not None:
+            y = self.adjust.inverse(y, c.double())
+        return self.support.forward(self.pre.inverse(y, y))
 
     def loss(self, batch: Sequence[Tensor], *, generator: torch.Generator | None = None) -> Tensor:
-        """Mean negative log-density of the standardized unconstrained parameters (the constant
-        log-determinants are left out)."""
-        theta, x = batch[0], batch[1]
-        u, _ = self.support.inverse(theta.double())
-        y, _ = self.pre.forward(u.clamp(-U_CLAMP, U_CLAMP), u)
-        h = self.context(x)
+        """Mean negative log-density of the flow's features (the constant log-determinants are
+        left out)."""
+        c = self.condition(batch[1])
+        y, _ = self.features(batch[0], c, clamp=True)
+        h = self.embedding(c)
         return -self.flow.log_prob_features(y.to(h.dtype), h).mean()
 
 
@@ -200,6 +221,12 @@ class NPE:
             (:class:`~surrogates.preprocessing.Standardize`); ``True`` / ``False`` for all
             features. On Lotka-Volterra (counts with multiplicative noise spanning many
             decades) this took the C2ST at 10⁴ simulations from 0.975 to 0.898.
+        adjust: fit the flow to the whitened residual of the parameters' linear regression on
+            the standardized x (:class:`~surrogates.preprocessing.LinearAdjust`): ``"auto"``
+            (default) where x reaches the flow as is (vector observations, identity embedding)
+            and there are at least 10 training simulations per regression coefficient;
+            ``True`` / ``False``. On the benchmark at 10⁴ simulations it took Gaussian linear's
+            C2ST from 0.560 to 0.524 and two moons' from 0.529 to 0.520, with 30% fewer steps.
         seed: seeds the weight initialization (without touching the global generator) and the
             trainer.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
@@ -225,6 +252,7 @@ class NPE:
         bins: int = 8,
         activation: str = "silu",
         log_x: bool | str = "auto",
+        adjust: bool | str = "auto",
         seed: int = 0,
         device: str | torch.device = "auto",
         **train: Any,
@@ -233,6 +261,8 @@ class NPE:
             raise ValueError(f"kind must be 'autoregressive' or 'coupling', got {kind!r}")
         if log_x not in (True, False, "auto"):
             raise ValueError(f"log_x must be True, False or 'auto', got {log_x!r}")
+        if adjust not in (True, False, "auto"):
+            raise ValueError(f"adjust must be True, False or 'auto', got {adjust!r}")
         if activation not in ACTIVATIONS:
             known = ", ".join(ACTIVATIONS)
             raise ValueError(f"activation must be one of {known}, got {activation!r}")
@@ -254,6 +284,7 @@ class NPE:
             "split": None,
         }
         self.log_x = log_x
+        self.adjust = adjust
         self.seed = int(seed)
         self.device = resolve_device(device)
         self.train_options = dict(train)
@@ -283,7 +314,9 @@ class NPE:
         return self.support.dim
 
     # ------------------------------------------------------------------ training
-    def _build(self, x_shape: tuple[int, ...], pre: Standardize) -> None:
+    def _build(
+        self, x_shape: tuple[int, ...], pre: Standardize, adjust: LinearAdjust | None
+    ) -> None:
         self.x_shape = tuple(int(s) for s in x_shape)
         arch = dict(self.arch)
         if arch["hidden"] is None:
@@ -295,7 +328,7 @@ class NPE:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             emb = build_embedding(self.embedding_spec, self.x_shape)
-            self.net = NPENet(self.dim, emb, arch, self.support, pre)
+            self.net = NPENet(self.dim, emb, arch, self.support, pre, adjust)
         self.net.to(self.device)
 
     def _config(self, n_train: int, overrides: dict[str, Any]) -> TrainConfig:
@@ -303,10 +336,18 @@ class NPE:
                    **self.train_options, **overrides}  # fmt: skip
         return TrainConfig(**options)
 
-    def _fit_pre(self, theta: Tensor, x: Tensor) -> Standardize:
+    def _fit_pre(self, theta: Tensor, x: Tensor) -> tuple[Standardize, LinearAdjust | None]:
         u, _ = self.support.inverse(theta.double())
-        pre = Standardize(log_theta=self.log_x)
-        return pre.fit(u.clamp(-U_CLAMP, U_CLAMP), x.double())
+        u = u.clamp(-U_CLAMP, U_CLAMP)
+        pre = Standardize(log_theta=self.log_x).fit(u, x.double())
+        c = pre.condition(x.double()).flatten(1)
+        use = self.adjust
+        if use == "auto":
+            identity = self.embedding_spec in (None, "identity", {"type": "identity"})
+            use = identity and x.dim() == 2 and len(x) >= 10 * (c.shape[1] + 1)
+        if not use:
+            return pre, None
+        return pre, LinearAdjust().fit(pre.forward(u, u)[0], c)
 
     def fit(
         self,
@@ -390,8 +431,8 @@ class NPE:
         vi, ti = perm[:n_val], perm[n_val:]
         self.n_train = len(ti)
         config = self._config(self.n_train, train)
-        pre = self._fit_pre(theta[ti], x[ti])
-        self._build(tuple(x.shape[1:]), pre)
+        pre, adjust = self._fit_pre(theta[ti], x[ti])
+        self._build(tuple(x.shape[1:]), pre, adjust)
         train_b = ArrayBatches(theta[ti], x[ti], batch_size=config.batch_size, seed=config.seed)
         val_b = None
         if n_val:
@@ -433,10 +474,10 @@ class NPE:
         self._log_dropped(n_total)
         if n_train < 1 or rows < 2:
             raise ValueError(f"{path}: fewer than 2 valid training simulations")
-        pre = self._fit_pre(
+        pre, adjust = self._fit_pre(
             torch.as_tensor(np.concatenate(fit_t)), torch.as_tensor(np.concatenate(fit_x))
         )
-        self._build(tuple(x_shape), pre)
+        self._build(tuple(x_shape), pre, adjust)
         config = self._config(n_train, train)
         kw = {"val_fraction": val_fraction, "split_seed": split_seed, "drop_invalid": True}
         train_b = H5Batches(
@@ -497,15 +538,15 @@ class NPE:
             generator = torch.Generator()
             generator.seed()
         net.eval()
-        h = net.context(xs.to(self.device))
+        c = net.condition(xs.to(self.device))
+        h = net.embedding(c)
         out = []
         total = n * b
         for s in range(0, total, batch_size):
             idx = torch.arange(s, min(s + batch_size, total), device=self.device) % b
             z = torch.randn(len(idx), self.dim, generator=generator)
             y = net.flow.from_latent(z.to(self.device, h.dtype), h[idx])
-            u = net.pre.inverse(y.double(), y)
-            out.append(net.support.forward(u).float().cpu())
+            out.append(net.parameters_of(y.double(), c[idx]).float().cpu())
         theta = torch.cat(out).reshape(*shape, b, self.dim)
         return theta if isinstance(x, Tensor) else theta.numpy()
 
@@ -556,16 +597,18 @@ class NPE:
         out = []
         grad = torch.is_grad_enabled() and not as_numpy and th.requires_grad
         with torch.set_grad_enabled(grad):
-            h_all = net.context(xs.to(self.device)) if single else None
+            c_all = net.condition(xs.to(self.device)) if single else None
+            h_all = net.embedding(c_all) if single else None
             for s in range(0, len(th), batch_size):
                 tb = th[s : s + batch_size].to(self.device)
-                h = (
-                    h_all.expand(len(tb), -1)
-                    if single
-                    else net.context(xs[s : s + batch_size].to(self.device))
-                )
+                if single:
+                    c = c_all.expand(len(tb), *c_all.shape[1:])
+                    h = h_all.expand(len(tb), -1)
+                else:
+                    c = net.condition(xs[s : s + batch_size].to(self.device))
+                    h = net.embedding(c)
                 inside = self.support.contains(tb)
-                y, ladj = net.features(tb)
+                y, ladj = net.features(tb, c)
                 y = torch.where(inside[:, None], y, torch.zeros_like(y))  # keep the flow finite
                 lq = net.flow.log_prob_features(y.to(h.dtype), h).double() + ladj
                 lq = torch.where(inside & torch.isfinite(lq), lq, torch.full_like(lq, -math.inf))
@@ -601,6 +644,7 @@ class NPE:
             "support": self.support.to_dict(),
             "preprocessing": net.pre.to_dict(),
             "log_x": self.log_x,
+            "adjust": net.adjust.to_dict() if net.adjust is not None else None,
             "arch": net.arch,
             "embedding": net.embedding.config,
             "x_shape": list(self.x_shape),
@@ -638,13 +682,16 @@ class NPE:
             npe = cls(None, embedding=config["embedding"], kind=arch["kind"],
                       transforms=arch["transforms"], hidden=arch["hidden"], bins=arch["bins"],
                       activation=arch.get("activation", "relu"),
-                      log_x=config.get("log_x", False), seed=config["seed"],
+                      log_x=config.get("log_x", False), adjust=bool(config.get("adjust")),
+                      seed=config["seed"],
                       device="cpu", **config["train_options"])  # fmt: skip
             if config["prior"] is not None:
                 npe._set_prior(prior_from_dict(config["prior"]))
             npe.support = SupportTransform.from_dict(config["support"])
             pre = from_dict(config["preprocessing"])
-            npe._build(tuple(config["x_shape"]), pre)
+            adjust = config.get("adjust")  # older checkpoints: none
+            adjust = LinearAdjust.from_dict(adjust) if adjust else None
+            npe._build(tuple(config["x_shape"]), pre, adjust)
             npe.net.load_state_dict(state)
         except (KeyError, TypeError, RuntimeError, ValueError) as exc:
             msg = str(exc).splitlines()[0]
