@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from surrogates.preprocessing import LOGIT_EPS, ShowerPreprocessing, Standardize, from_dict
+from surrogates.preprocessing import (
+    LOGIT_EPS,
+    LinearAdjust,
+    ShowerPreprocessing,
+    Standardize,
+    from_dict,
+)
 
 # CaloChallenge dataset-1 photons: radial x alpha bins of the non-empty layers 0, 1, 2, 3, 12
 PHOTON_LAYERS = [8 * 1, 16 * 10, 19 * 10, 5 * 1, 5 * 1]
@@ -143,3 +149,48 @@ def test_shower_state_round_trip_and_bad_input():
         ShowerPreprocessing([8, 8]).fit(x, e)
     with pytest.raises(ValueError, match="unknown preprocessing"):
         from_dict({"kind": "nope"})
+
+
+def linear_gaussian(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """y = c A + b + noise of covariance L L^T, with c (n, 3) and y (n, 2), in float64."""
+    g = torch.Generator().manual_seed(seed)
+    c = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    a = torch.tensor([[1.0, -0.5], [0.3, 0.2], [0.0, 2.0]], dtype=torch.float64)
+    chol = torch.tensor([[0.5, 0.0], [0.4, 0.2]], dtype=torch.float64)
+    noise = torch.randn(n, 2, generator=g, dtype=torch.float64) @ chol.T
+    return c @ a + torch.tensor([0.7, -1.0], dtype=torch.float64) + noise, c
+
+
+def test_linear_adjust_whitens_a_linear_gaussian_model_exactly():
+    y, c = linear_gaussian(4000, seed=0)
+    adj = LinearAdjust().fit(y, c)
+    r, ladj = adj.forward(y, c)
+    assert torch.allclose(adj.inverse(r, c), y, atol=1e-12)
+    # in sample: mean exactly 0 (intercept) and covariance exactly I (N - D - 1 dof)
+    assert torch.allclose(r.mean(0), torch.zeros(2, dtype=r.dtype), atol=1e-10)
+    n, d = 4000, 4
+    cov = r.T @ r / (n - d)
+    assert torch.allclose(cov, torch.eye(2, dtype=r.dtype), atol=1e-9)
+    # the coefficients and the noise are those of the model (standard errors ~0.01)
+    truth = torch.tensor([[1.0, -0.5], [0.3, 0.2], [0.0, 2.0], [0.7, -1.0]], dtype=r.dtype)
+    assert torch.allclose(adj.weight, truth, atol=0.05)
+    chol = torch.tensor([[0.5, 0.0], [0.4, 0.2]], dtype=r.dtype)
+    assert torch.allclose(adj.chol, chol, atol=0.03)
+    # out of sample: standard normal residuals
+    y2, c2 = linear_gaussian(4000, seed=1)
+    r2 = adj.forward(y2, c2)[0]
+    assert torch.allclose(torch.cov(r2.T), torch.eye(2, dtype=r.dtype), atol=0.08)
+
+
+def test_linear_adjust_log_jacobian_and_state_round_trip():
+    y, c = linear_gaussian(500, seed=2)
+    adj = LinearAdjust().fit(y, c)
+    r, ladj = adj.forward(y, c)
+    jac = torch.autograd.functional.jacobian(lambda v: adj.forward(v[None], c[:1])[0][0], y[0])
+    assert ladj.shape == (500,)
+    assert torch.allclose(ladj, torch.logdet(jac).expand(500), atol=1e-12)
+    again = LinearAdjust.from_dict(json.loads(json.dumps(adj.to_dict())))
+    assert torch.equal(again.forward(y, c)[0], r)
+    assert torch.equal(again.inverse(r, c), adj.inverse(r, c))
+    with pytest.raises(ValueError, match="more rows"):
+        LinearAdjust().fit(y[:4], c[:4])
