@@ -13,11 +13,13 @@ maximum likelihood, which for draws from the prior makes :math:`q` an estimate o
 with :math:`T` the bijection onto the prior's support (:mod:`.support`), :math:`(m, s)` and
 :math:`(\mu_x, \sigma_x)` the standardization of :mod:`surrogates.preprocessing` (fitted on the
 training split) and :math:`e_\psi` an embedding network (:mod:`.embeddings`) trained jointly
-with the flow. For vector observations the flow is by default fitted to the residual of u's
-linear regression on the standardized x, whitened
-(:class:`~surrogates.preprocessing.LinearAdjust`: a constant-Jacobian bijection of u given x):
-the flow then refines a linear-Gaussian posterior instead of learning it from scratch. Samples are :math:`T(m + s\,u)` with :math:`u \sim q`: always inside the support, and
-:meth:`NPE.log_prob` is exactly normalized over it -- no rejection, no leakage.
+with the flow. For vector observations u is by default replaced by the whitened residual
+:math:`L^{-1}(u - W^\top [c, 1])` of its linear regression on the standardized x, c
+(:class:`~surrogates.preprocessing.LinearAdjust`, a constant-Jacobian bijection of u given x),
+so the flow refines a linear-Gaussian posterior instead of learning it from scratch. Samples
+are :math:`T(m + s\,u)` with u drawn through the flow and the inverse adjustment: always
+inside the support, and :meth:`NPE.log_prob` is exactly normalized over it -- no rejection,
+no leakage.
 
 Training is the shared :class:`~surrogates.training.Trainer` (early stopping on a validation split,
 best weights restored); files are streamed from disk by :class:`~surrogates.data.H5Batches`;
@@ -163,9 +165,7 @@ class NPENet(nn.Module):
         """The embedding h of raw observations x (N, *x_shape)."""
         return self.embedding(self.condition(x))
 
-    def features(
-        self, theta: Tensor, c: Tensor, *, clamp: bool = False
-    ) -> tuple[Tensor, Tensor]:
+    def features(self, theta: Tensor, c: Tensor, *, clamp: bool = False) -> tuple[Tensor, Tensor]:
         """The flow's features y of θ given standardized observations c, and log|det ∂y/∂θ|
         per row (float64). ``clamp``: |u| ≤ :data:`U_CLAMP` (training)."""
         u, ladj = self.support.inverse(theta.double())
