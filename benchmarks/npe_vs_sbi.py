@@ -18,6 +18,7 @@ Usage:
     python benchmarks/npe_vs_sbi.py --quick         # two moons + Gaussian linear, 1000 sims, 2 obs
     python benchmarks/npe_vs_sbi.py --tasks slcp --budgets 10000 --n-obs 5
     python benchmarks/npe_vs_sbi.py --methods ours --seeds 0 1 2   # training-seed spread
+    python benchmarks/npe_vs_sbi.py --methods ours --npe adjust=false   # an option of ours
     python benchmarks/npe_vs_sbi.py --tables-from benchmarks/results/npe_vs_sbi.json
 """
 
@@ -86,13 +87,18 @@ def simulations(task: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def train(
-    method: str, task: str, theta: torch.Tensor, x: torch.Tensor, seed: int
+    method: str,
+    task: str,
+    theta: torch.Tensor,
+    x: torch.Tensor,
+    seed: int,
+    options: dict[str, Any] | None = None,
 ) -> tuple[Any, float]:
     """Returns (a function x_o, n, seed -> samples, training seconds)."""
     sim = simulators.get(task)
     prior = torch_prior(sim.prior)
     if method == "ours":
-        npe = NPE(prior, seed=seed, device="cpu")
+        npe = NPE(prior, seed=seed, device="cpu", **(options or {}))
         t0 = time.perf_counter()
         npe.fit(theta, x)
         seconds = time.perf_counter() - t0
@@ -191,6 +197,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-samples", type=int, default=2000, help="posterior samples per C2ST class")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument(
+        "--npe",
+        nargs="+",
+        default=[],
+        metavar="KEY=JSON",
+        help="options for our NPE, e.g. adjust=false transforms=3 (values parsed as JSON)",
+    )
+    p.add_argument(
         "--seeds",
         nargs="+",
         type=int,
@@ -208,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
         help="print the tables of an earlier run's results file and exit (no training)",
     )
     args = p.parse_args(argv)
+    try:
+        args.npe = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.npe)}
+    except ValueError:
+        p.error(f"--npe takes KEY=JSON pairs, got {' '.join(args.npe)}")
     if args.tables_from:
         rows = json.loads(args.tables_from.read_text())["rows"]
         seen = list(dict.fromkeys((r["task"], r["sims"], r["method"]) for r in rows))
@@ -228,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     # the timed fits, whichever method runs first
     theta, x = simulations(args.tasks[0], 200)
     for method in args.methods:
-        train(method, args.tasks[0], theta, x, args.seeds[0])
+        train(method, args.tasks[0], theta, x, args.seeds[0], args.npe)
     rows: list[dict[str, Any]] = []
     cross_checked = False
     t_start = time.perf_counter()
@@ -240,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             for method in args.methods:
                 per_seed, times = [], []
                 for seed in args.seeds:
-                    sample, seconds = train(method, task, theta, x, seed)
+                    sample, seconds = train(method, task, theta, x, seed, args.npe)
                     ests = [
                         np.asarray(sample(x_o[i], args.n_samples, i), dtype=np.float64)
                         for i in range(args.n_obs)
@@ -265,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 rows.append(row)
                 c2 = f"C2ST {row['c2st']:.3f} ± {row['c2st_sd']:.3f}"
+                if len(args.seeds) > 1:
+                    c2 += " (seeds: " + ", ".join(f"{v:.3f}" for v in row["seed_c2st"]) + ")"
                 print(
                     f"  {task:16s} {budget:6d} {method:8s} {c2}  train {seconds:7.1f} s", flush=True
                 )
@@ -274,8 +293,11 @@ def main(argv: list[str] | None = None) -> int:
     name = "npe_vs_sbi_quick" if args.quick else "npe_vs_sbi"
     if args.seeds != [0]:
         name += "_seeds_" + "_".join(map(str, args.seeds))
+    if args.npe:
+        name += "_" + "_".join(f"{k}_{v}" for k, v in sorted(args.npe.items()))
     out = RESULTS / f"{name}.json"
-    out.write_text(json.dumps({"banner": banner("torch", "zuko", "sbi"), "rows": rows}, indent=1))
+    meta = {"banner": banner("torch", "zuko", "sbi"), "npe_options": args.npe, "rows": rows}
+    out.write_text(json.dumps(meta, indent=1))
     return 0
 
 
