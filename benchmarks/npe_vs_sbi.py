@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=[0],
         help="training seeds; with several, each observation's C2ST is its mean over the seeds "
-        "and the time the mean time (the training seed alone moves a cell by ~0.01)",
+        "and the time the mean time (the training seed alone moves a cell by up to 0.05)",
     )
     p.add_argument(
         "--quick", action="store_true", help="two moons + Gaussian linear, 1000 sims, 2 obs"
