@@ -291,6 +291,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ntotal {time.perf_counter() - t_start:.0f} s")
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "npe_vs_sbi_quick" if args.quick else "npe_vs_sbi"
+    # a partial run gets its own file: the full run's file is the README's source
+    if not args.quick:
+        for key, full in (("tasks", TASKS), ("budgets", (1000, 10000)), ("methods", METHODS)):
+            if list(getattr(args, key)) != list(full):
+                name += "_" + "_".join(map(str, getattr(args, key)))
+        if args.n_obs != 10:
+            name += f"_obs_{args.n_obs}"
     if args.seeds != [0]:
         name += "_seeds_" + "_".join(map(str, args.seeds))
     if args.npe:
