@@ -89,10 +89,10 @@ def default_train_config(n_train: int) -> dict[str, Any]:
     SLCP 0.806 against 0.846, Lotka-Volterra 0.881 against 0.906, two moons 0.518 against
     0.524, Gaussian linear 0.534 against 0.527 (the one loss; 0.537 against 0.527 on the
     10-parameter test, bound 0.55), in about the same time: the plateau schedule ends in fewer
-    epochs. Batches of 512 fell in between (SLCP 0.828,
-    Lotka-Volterra 0.891) and of 128 gained nothing more (SLCP 0.804). At 10³ batches of 128
-    against 256 moved no task by more than 0.003 except Gaussian linear (0.604 against 0.590)
-    and took Lotka-Volterra 1.5 times as long.
+    epochs. Batches of 512 fell in between (SLCP 0.828, Lotka-Volterra 0.891) and of 128
+    gained nothing more (SLCP 0.804). At 10³ batches of 128 against 256 moved no task by more
+    than 0.003 except Gaussian linear (0.604 against 0.590) and took Lotka-Volterra 1.5 times as
+    long.
     A rate of 4·10⁻³ at 10³ simulations took Lotka-Volterra to its minimum in about half the
     steps at about the same C2ST (0.972 against 0.968), but Gaussian linear got worse (0.615
     against 0.604) and less calibrated: on 3,000 two-parameter simulations the smallest SBC
