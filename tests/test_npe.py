@@ -16,6 +16,7 @@ import simulators
 from simulators.base import BoxUniform, Simulator
 from surrogates.checkpoint import CheckpointError
 from surrogates.inference import NPE, sbc
+from surrogates.inference.npe import default_transforms
 from surrogates.metrics import c2st
 
 FAST = {"transforms": 2, "hidden": (32, 32)}
@@ -267,13 +268,14 @@ def test_default_widths_grow_with_the_training_set(tmp_path):
     assert NPE(prior, hidden=(8,)).fit(theta, x, max_epochs=1).net.arch["hidden"] == [8]
 
 
-def test_default_depth_is_four_transforms_at_small_budgets(tmp_path):
-    prior, theta, x = box_data(6000)
-    small = NPE(prior, hidden=(8,)).fit(theta[:600], x[:600], max_epochs=1)
-    large = NPE(prior, hidden=(8,)).fit(theta, x, max_epochs=1)
-    assert small.net.arch["transforms"] == 4 and large.net.arch["transforms"] == 3
-    assert len(small.net.flow.flows[0].transform.transforms) == 4
-    small.save(tmp_path / "npe")
+def test_default_and_explicit_depth_are_built_and_saved(tmp_path):
+    prior, theta, x = box_data(600)
+    default = NPE(prior, hidden=(8,)).fit(theta, x, max_epochs=1)
+    deep = NPE(prior, hidden=(8,), transforms=4).fit(theta, x, max_epochs=1)
+    assert default.net.arch["transforms"] == default_transforms(len(theta)) == 3
+    assert len(default.net.flow.flows[0].transform.transforms) == 3
+    assert len(deep.net.flow.flows[0].transform.transforms) == 4
+    deep.save(tmp_path / "npe")
     assert NPE.load(tmp_path / "npe").net.arch["transforms"] == 4
 
 
