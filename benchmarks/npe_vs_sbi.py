@@ -138,6 +138,10 @@ def cross_check(task: str, method: str, ref: np.ndarray, est: np.ndarray, ours: 
     )
 
 
+def _seconds(s: float) -> str:
+    return f"{s:.1f}" if s < 10 else f"{s:.0f}"
+
+
 def print_tables(
     rows: list[dict[str, Any]], tasks: list[str], budgets: list[int], methods: list[str]
 ) -> None:
@@ -181,7 +185,7 @@ def print_tables(
     for task in tasks:
         for budget in budgets:
             cells = [by.get((task, budget, m)) for m in methods]
-            text = [f"{r['c2st']:.3f} / {r['train_s']:.0f}" if r else "–" for r in cells]
+            text = [f"{r['c2st']:.3f} / {_seconds(r['train_s'])}" if r else "–" for r in cells]
             print(f"| {task} | {budget} | " + " | ".join(text) + " |")
     published = [f"{t} {v}" for t, v in PUBLISHED.items() if t in tasks]
     if published and 10000 in budgets:
@@ -226,7 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         p.error(f"--npe takes KEY=JSON pairs, got {' '.join(args.npe)}")
     if args.tables_from:
-        rows = json.loads(args.tables_from.read_text())["rows"]
+        try:
+            rows = json.loads(args.tables_from.read_text())["rows"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            p.error(f"--tables-from {args.tables_from}: not a results file of this script ({e})")
         seen = list(dict.fromkeys((r["task"], r["sims"], r["method"]) for r in rows))
         tasks, budgets, methods = (list(dict.fromkeys(k[i] for k in seen)) for i in range(3))
         print_tables(rows, tasks, sorted(budgets), [m for m in METHODS if m in methods])
