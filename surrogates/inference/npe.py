@@ -235,12 +235,13 @@ class NPE:
             the standardized x (:class:`~surrogates.preprocessing.LinearAdjust`): ``"auto"``
             (default) where x reaches the flow as is (vector observations, identity embedding)
             and there are at least 10 training simulations per regression coefficient;
-            ``True`` / ``False``. With ``benchmarks/npe_vs_sbi.py --seeds 0 1 2`` (10
-            observations, means over three training seeds; under the earlier defaults of 4
-            transforms below 5,000 simulations, batches up to 1,024, rate 2·10⁻³) it took Gaussian linear's C2ST from
-            0.617 / 0.555 to 0.590 / 0.526 (10³ / 10⁴ simulations) and two moons' from 0.616 /
-            0.534 to 0.609 / 0.522, in about two thirds of the steps; it cost Lotka-Volterra
-            (0.971 / 0.903 to 0.979 / 0.911) and SLCP at 10⁴ (0.836 to 0.847).
+            ``True`` / ``False``. With ``benchmarks/npe_vs_sbi.py`` (10 observations, means
+            over three training seeds, the current defaults; ``--methods ours --npe
+            adjust=false`` for the figures without it) it took
+            Gaussian linear's C2ST from 0.625 / 0.595 to 0.615 / 0.538 (10³ / 10⁴ simulations),
+            two moons' from 0.612 / 0.520 to 0.589 / 0.518 and SLCP's at 10⁴ from 0.806 to
+            0.802; it cost SLCP at 10³ (0.898 to 0.905) and Lotka-Volterra (0.965 / 0.845 to
+            0.974 / 0.858).
         seed: seeds the weight initialization (without touching the global generator) and the
             trainer.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
