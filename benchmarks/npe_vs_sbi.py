@@ -10,10 +10,10 @@ for SLCP and Lotka-Volterra -- cached under ``benchmarks/results/reference/`` (g
 Every method is trained with seeds 0, 1 and 2 (``--seeds``): an observation's C2ST is its mean
 over the three estimates and a cell's time the mean time. Training wall time is the time of the
 ``fit``/``train`` call, after one untimed warm-up fit per method (so no method is charged for the
-process's one-time imports). The script prints the
-machine and versions, markdown tables (the last one is the README's), the C2ST differences ours -
-sbi with their paired standard errors over the observations, and the time ratios ours / sbi;
-results also go to ``benchmarks/results/npe_vs_sbi.json``.
+process's one-time imports). The script prints the machine and versions, markdown tables (the last
+one is the README's), the C2ST differences ours - sbi with their paired standard errors over the
+observations, and the time ratios ours / sbi; results also go to
+``benchmarks/results/npe_vs_sbi.json`` (a partial run or other options: a file named after them).
 
 Usage:
     python benchmarks/npe_vs_sbi.py             # full: 4 tasks x {1000, 10000} x 10 obs x 3 seeds
@@ -250,8 +250,9 @@ def main(argv: list[str] | None = None) -> int:
             2,
             1000,
         )
+    default_seeds = [0] if args.quick else SEEDS
     if args.seeds is None:
-        args.seeds = [0] if args.quick else SEEDS
+        args.seeds = default_seeds
     if args.threads:
         torch.set_num_threads(args.threads)
     print(banner("torch", "zuko", "sbi", "numpy"), f"| torch threads {torch.get_num_threads()}")
@@ -307,12 +308,12 @@ def main(argv: list[str] | None = None) -> int:
     name = "npe_vs_sbi_quick" if args.quick else "npe_vs_sbi"
     # a partial run gets its own file: the full run's file is the README's source
     if not args.quick:
-        for key, full in (("tasks", TASKS), ("budgets", (1000, 10000)), ("methods", METHODS)):
-            if list(getattr(args, key)) != list(full):
+        for key in ("tasks", "budgets", "methods"):
+            if getattr(args, key) != p.get_default(key):
                 name += "_" + "_".join(map(str, getattr(args, key)))
-        if args.n_obs != 10:
+        if args.n_obs != p.get_default("n_obs"):
             name += f"_obs_{args.n_obs}"
-    if args.seeds != ([0] if args.quick else SEEDS):
+    if args.seeds != default_seeds:
         name += "_seeds_" + "_".join(map(str, args.seeds))
     if args.npe:
         name += "_" + "_".join(f"{k}_{v}" for k, v in sorted(args.npe.items()))
