@@ -95,6 +95,17 @@ def test_resume_of_a_finished_run_and_refusal_to_clobber(moons, run_dir, capsys)
     assert (run_dir / "model.safetensors").read_bytes() == before
 
 
+def test_train_with_a_weight_average_and_a_bad_decay(moons, tmp_path, capsys):
+    args = ["train", "flow", "--data", str(moons), "--device", "cpu", *ARCH]
+    assert main([*args, "--out", str(tmp_path / "a"), "--ema", "0.9"]) == 0
+    assert Flow.load(tmp_path / "a").arch["hidden"] == [16]
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "b"), "--ema", "1.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "ema must be in (0, 1)" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "b").exists()
+
+
 def test_user_errors_are_one_line_exit_2(tmp_path, moons):
     proc = subprocess.run(
         [sys.executable, "-m", "surrogates", "sample", str(tmp_path), "--like", str(moons),

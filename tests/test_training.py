@@ -17,6 +17,7 @@ import pytest
 import torch
 from torch import nn
 
+from surrogates.checkpoint import CheckpointError
 from surrogates.models import Flow
 from surrogates.models.flow import KINDS
 from surrogates.training import CHECKPOINT, METRICS, ArrayBatches, TrainConfig, Trainer
@@ -93,6 +94,25 @@ def test_resume_after_interruption_matches_uninterrupted_run(kind, tmp_path):
     assert torch.equal(params(model.net), want)
     # and the tracking is the same as if nothing had happened
     assert read_csv(tmp_path / "a" / METRICS) == read_csv(tmp_path / "b" / METRICS)
+
+
+def test_resume_with_a_weight_average_matches_uninterrupted_run(tmp_path):
+    cfg = {**CFG, "ema": 0.9}
+    model, train, val = flow_and_data(KINDS[0])
+    a = Trainer(model.net, TrainConfig(**cfg)).fit(train, val, run_dir=tmp_path / "a")
+    want = params(model.net)
+    model, train, val = flow_and_data(KINDS[0])
+    with pytest.raises(Interrupt):
+        Trainer(model.net, TrainConfig(**cfg)).fit(StopAfter(train, 10), val, tmp_path / "b")
+    model, train, val = flow_and_data(KINDS[0])
+    b = Trainer(model.net, TrainConfig(**cfg)).fit(train, val, run_dir=tmp_path / "b", resume=True)
+    assert torch.equal(params(model.net), want) and a.history == b.history
+    # a checkpoint written without the average cannot continue a run that keeps one
+    model, train, val = flow_and_data(KINDS[0])
+    with pytest.raises(Interrupt):
+        Trainer(model.net, TrainConfig(**CFG)).fit(StopAfter(train, 10), val, tmp_path / "c")
+    with pytest.raises(CheckpointError, match="ema"):
+        Trainer(model.net, TrainConfig(**cfg)).fit(train, val, run_dir=tmp_path / "c", resume=True)
 
 
 def test_resume_after_sigkill_of_a_real_process_matches(tmp_path):
@@ -195,6 +215,25 @@ def test_trainer_converges_without_validation():
     assert module.m.detach().item() == pytest.approx(3.0, abs=1e-2) and result.steps == 240
 
 
+def test_weight_average_is_what_training_returns():
+    # plain gradient descent on (m - 3)²: m_t = 3 (1 - 0.5^t), and the average follows it with
+    # the decay min(ema, (1 + t) / (10 + t)) of step t
+    class SGDMean(Mean):
+        def configure_optimizers(self, config):
+            return [torch.optim.SGD([self.m], lr=config.lr)]
+
+    module = SGDMean()
+    cfg = {"lr": 0.25, "max_steps": 6, "schedule": "none", "clip_grad": None, "progress": False,
+           "device": "cpu"}  # fmt: skip
+    Trainer(module, ema=0.2, **cfg).fit(ArrayBatches(torch.full((8, 1), 3.0), batch_size=8))
+    avg = 0.0
+    for t in range(6):
+        d = min(0.2, (1 + t) / (10 + t))
+        avg = d * avg + (1 - d) * 3 * (1 - 0.5 ** (t + 1))
+    assert module.m.item() == pytest.approx(avg, rel=1e-6)
+    assert module.m.item() < 3 * (1 - 0.5**6) - 0.01  # not the last weights
+
+
 def test_learning_rate_warmup_and_cosine():
     t = Trainer(
         Mean(), lr=1.0, warmup=4, max_steps=100, schedule="cosine", progress=False, device="cpu"
@@ -242,6 +281,8 @@ def test_custom_train_step_hook_is_used():
         {"max_steps": 0},
         {"num_workers": -1},
         {"min_lr_factor": 0},
+        {"ema": 1.0},
+        {"ema": 0},
     ],
 )
 def test_bad_config_is_rejected(bad):

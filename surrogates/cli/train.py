@@ -48,6 +48,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=256, help="rows per batch (default 256)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
     p.add_argument("--patience", type=int, default=10, help="early-stopping patience (validations)")
+    p.add_argument(
+        "--ema",
+        type=float,
+        help="validate and save a moving average of the weights, decay per step (e.g. 0.99)",
+    )
     p.add_argument("--val-every", type=int, help="validate every N steps (default: each epoch)")
     p.add_argument("--checkpoint-every", type=int, help="checkpoint every N steps")
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
@@ -61,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     import simulators
 
     from ..checkpoint import CONFIG, CheckpointError
-    from ..training import CHECKPOINT
+    from ..training import CHECKPOINT, TrainConfig
 
     cls = model_class(args.model)
     out: Path = args.out
@@ -75,11 +80,12 @@ def run(args: argparse.Namespace) -> int:
             if (v := getattr(args, k)) is not None}  # fmt: skip
     train = {
         "max_epochs": args.epochs, "max_steps": args.max_steps, "batch_size": args.batch_size,
-        "lr": args.lr, "patience": args.patience, "val_every": args.val_every,
+        "lr": args.lr, "patience": args.patience, "ema": args.ema, "val_every": args.val_every,
         "checkpoint_every": args.checkpoint_every, "num_workers": args.workers, "amp": args.amp,
         "seed": args.seed, "device": args.device, "progress": not args.no_progress, "verbose": True,
     }  # fmt: skip
     try:
+        TrainConfig(**train)  # bad settings fail here, before anything is written
         data = simulators.open_dataset(args.data)
         data.close()
         if args.resume and (out / CONFIG).exists():
