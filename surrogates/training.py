@@ -362,7 +362,7 @@ class Trainer:
         }  # fmt: skip
         return {
             "format_version": FORMAT_VERSION,
-            "model": {k: v.detach().cpu().clone() for k, v in self.module.state_dict().items()},
+            "model": _copy_state(self.module, "cpu"),
             "optimizers": [opt.state_dict() for opt in self.optimizers],
             "best": self.best_state,
             "ema": None if self.average is None else _copy_state(self.average, "cpu"),
