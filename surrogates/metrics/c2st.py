@@ -11,10 +11,18 @@ Lueckmann et al., *Benchmarking simulation-based inference*, AISTATS 2021):
 * inputs are z-scored with the mean and standard deviation of the *reference* sample;
 * an MLP with two hidden layers of width :math:`10\,d` and ReLU activations;
 * stratified :math:`K`-fold cross-validation (``K = 5``); in each fold 10 % of the training part is
-  held out for early stopping on validation accuracy, as scikit-learn's ``MLPClassifier`` does
-  (Adam, mini-batches, weights of the best validation epoch kept). Accuracy rather than loss:
-  on separable samples the loss keeps falling for hundreds of epochs while the accuracy is settled;
+  held out to choose the epoch whose weights are kept (highest validation accuracy);
+* Adam for a fixed 500 epochs (batches of 1,024, rate 10⁻²), the folds trained side by side;
 * the result is the mean test accuracy over the folds.
+
+Why a fixed length rather than stopping after ``patience`` epochs without improvement, as
+scikit-learn's ``MLPClassifier`` in sbibm does: the accuracy on a few hundred validation rows
+moves by ±0.03 from epoch to epoch, so a patience rule stops at a noise peak long before the
+classifier has found a thin structure. With 2,000 samples per class, two moons posterior samples
+against an independent set blurred by 10 % of their spread scored 0.56 with patience 10 (our
+earlier protocol), 0.73 with scikit-learn's MLP through ``sbi.utils.metrics.c2st``, and 0.79
+with 500 fixed epochs; a thin ring against one twice as wide (Bayes accuracy 0.661) scores
+0.656. Identical samples still score 0.49-0.50.
 
 Example:
     >>> import numpy as np
@@ -29,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .training import fit_binary_classifier, mlp, predict_logits, resolve_device
+from .training import StackedMLP, fit_binary_classifier, predict_logits, resolve_device
 
 __all__ = ["c2st", "c2st_folds"]
 
@@ -53,10 +61,10 @@ def c2st_folds(
     n_folds: int = 5,
     max_samples: int | None = None,
     hidden_factor: int = 10,
-    epochs: int = 200,
-    batch_size: int = 512,
-    lr: float = 3e-3,
-    patience: int = 10,
+    epochs: int = 500,
+    batch_size: int = 1024,
+    lr: float = 1e-2,
+    patience: int | None = None,
     device: str | torch.device | None = "cpu",
 ) -> np.ndarray:
     """Test accuracy of each cross-validation fold; see :func:`c2st` for the arguments.
@@ -76,6 +84,7 @@ def c2st_folds(
         n = min(n, max_samples)
     if n < 2 * n_folds:
         raise ValueError(f"need at least {2 * n_folds} samples per class, got {n}")
+    n -= n % n_folds  # equal folds, so that they train side by side
     ref = ref[rng.permutation(len(ref))[:n]]
     cand = cand[rng.permutation(len(cand))[:n]]
 
@@ -95,7 +104,7 @@ def c2st_folds(
     yt = torch.from_numpy(y).to(dev)
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
     dim = x.shape[1]
-    acc = np.empty(n_folds)
+    parts: list[list[np.ndarray]] = [[], [], []]  # train, validation, test rows of each fold
     for k in range(n_folds):
         test = np.flatnonzero(fold_of == k)
         train = np.flatnonzero(fold_of != k)
@@ -105,26 +114,25 @@ def c2st_folds(
         for label in (0, 1):
             members = np.flatnonzero(y[train] == label)
             is_val[members[: max(1, len(members) // 10)]] = True
-        tr = torch.from_numpy(train[~is_val]).to(dev)
-        va = torch.from_numpy(train[is_val]).to(dev)
-        te = torch.from_numpy(test).to(dev)
-        model = mlp(dim, (hidden_factor * dim,) * 2, generator=gen).to(dev)
-        fit = fit_binary_classifier(
-            model,
-            xt[tr],
-            yt[tr],
-            xt[va],
-            yt[va],
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            patience=patience,
-            select="accuracy",
-            generator=gen,
-        )
-        pred = (predict_logits(fit.model, xt[te]) > 0).to(yt.dtype)
-        acc[k] = float((pred == yt[te]).to(torch.float64).mean())
-    return acc
+        for part, rows in zip(parts, (train[~is_val], train[is_val], test), strict=True):
+            part.append(rows)
+    tr, va, te = (torch.from_numpy(np.stack(p)).to(dev) for p in parts)
+    model = StackedMLP(n_folds, dim, (hidden_factor * dim,) * 2, generator=gen).to(dev)
+    fit = fit_binary_classifier(
+        model,
+        xt[tr],
+        yt[tr],
+        xt[va],
+        yt[va],
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        patience=patience,
+        select="accuracy",
+        generator=gen,
+    )
+    pred = (predict_logits(fit.model, xt[te]) > 0).to(yt.dtype)
+    return (pred == yt[te]).to(torch.float64).mean(1).cpu().numpy()
 
 
 def c2st(
@@ -135,10 +143,10 @@ def c2st(
     n_folds: int = 5,
     max_samples: int | None = None,
     hidden_factor: int = 10,
-    epochs: int = 200,
-    batch_size: int = 512,
-    lr: float = 3e-3,
-    patience: int = 10,
+    epochs: int = 500,
+    batch_size: int = 1024,
+    lr: float = 1e-2,
+    patience: int | None = None,
     device: str | torch.device | None = "cpu",
 ) -> float:
     """Cross-validated accuracy of a classifier separating two samples.
@@ -153,7 +161,8 @@ def c2st(
         epochs: maximum epochs per fold.
         batch_size: Adam mini-batch size.
         lr: Adam learning rate.
-        patience: epochs without validation improvement before stopping.
+        patience: epochs without validation improvement before stopping (``None``: train all
+            ``epochs``).
         device: torch device (``"auto"`` picks CUDA when present).
 
     Returns:
