@@ -26,6 +26,12 @@ best weights restored); files are streamed from disk by :class:`~surrogates.data
 simulations with NaN/inf are dropped and counted (:attr:`NPE.n_dropped`, logged); :meth:`NPE.save`
 writes safetensors + JSON (:mod:`surrogates.checkpoint`).
 
+The defaults were chosen with ``benchmarks/npe_vs_sbi.py``; the C2ST figures quoted in the
+docstrings below were measured with the C2ST protocol of that time, whose classifier stopped 10
+epochs after its best validation accuracy. It had less power than the current one
+(``benchmarks/c2st_power.py``), so those figures rank settings against one another; the
+README's table is the current protocol's.
+
 Example:
     >>> import torch
     >>> from torch.distributions import Independent, Uniform

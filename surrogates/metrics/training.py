@@ -209,6 +209,7 @@ def fit_binary_classifier(
     members = torch.arange(k, device=x_train.device)[:, None]
     best_score = torch.full((k,), float("inf"), dtype=torch.float64)
     best_epoch = torch.zeros(k, dtype=torch.long)
+    active = torch.ones(k, dtype=torch.bool)  # members still within their patience
     best_state = copy.deepcopy(model.state_dict())
     val_loss: list[list[float]] = []
     val_acc: list[list[float]] = []
@@ -225,16 +226,14 @@ def fit_binary_classifier(
             loss = nn.functional.binary_cross_entropy_with_logits(logits, y_train[members, idx])
             (loss * k).backward()
             optimizer.step()
-        model.eval()
-        with torch.no_grad():
-            logits = forward(x_val)
-            vl = nn.functional.binary_cross_entropy_with_logits(logits, y_val, reduction="none")
-            vl = vl.mean(1).double().cpu()
-            va = ((logits > 0).to(y_val.dtype) == y_val).double().mean(1).cpu()
+        logits = predict_logits(model, x_val) if stacked else predict_logits(model, x_val[0])[None]
+        vl = nn.functional.binary_cross_entropy_with_logits(logits, y_val, reduction="none")
+        vl = vl.mean(1).double().cpu()
+        va = ((logits > 0).to(y_val.dtype) == y_val).double().mean(1).cpu()
         val_loss.append(vl.tolist())
         val_acc.append(va.tolist())
         score = vl if select == "loss" else -va
-        better = (score < best_score) & (epoch - best_epoch <= (patience or epochs))
+        better = (score < best_score) & active
         if better.any():
             best_score = torch.where(better, score, best_score)
             best_epoch[better] = epoch
@@ -244,8 +243,10 @@ def fit_binary_classifier(
                     best_state[name][keep] = value[keep]
             else:
                 best_state = copy.deepcopy(model.state_dict())
-        if patience is not None and bool((epoch - best_epoch >= patience).all()):
-            break
+        if patience is not None:
+            active &= better | (epoch - best_epoch < patience)
+            if not active.any():
+                break
     model.load_state_dict(best_state)
     model.eval()
     if stacked:
