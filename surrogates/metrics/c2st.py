@@ -18,11 +18,12 @@ Lueckmann et al., *Benchmarking simulation-based inference*, AISTATS 2021):
 Why a fixed length rather than stopping after ``patience`` epochs without improvement, as
 scikit-learn's ``MLPClassifier`` in sbibm does: the accuracy on a few hundred validation rows
 moves by ±0.03 from epoch to epoch, so a patience rule stops at a noise peak long before the
-classifier has found a thin structure. With 2,000 samples per class, two moons posterior samples
-against an independent set blurred by 10 % of their spread scored 0.56 with patience 10 (our
-earlier protocol), 0.73 with scikit-learn's MLP through ``sbi.utils.metrics.c2st``, and 0.79
-with 500 fixed epochs; a thin ring against one twice as wide (Bayes accuracy 0.661) scores
-0.656. Identical samples still score 0.49-0.50.
+classifier has found a thin structure. With 2,000 samples per class
+(``benchmarks/c2st_power.py``, mean of three seeds), two moons posterior samples against an
+independent exact set blurred by 10 % of their spread score 0.58 with a patience of 10 epochs
+(this function's earlier protocol), 0.67 with scikit-learn's MLP through ``sbi.utils.metrics.c2st``
+and 0.77 here; a thin ring against one twice as wide (Bayes accuracy 0.661) 0.51, 0.56 and 0.64;
+two identical distributions 0.49-0.50 with all three.
 
 Example:
     >>> import numpy as np
