@@ -4,10 +4,12 @@ For each task and observation of ``benchmarks/npe_vs_sbi.py`` (same observations
 reference posteriors), trains our NPE once on ``budget`` prior simulations (amortized, one
 estimator for all observations) and runs ``surrogates.inference.tsnpe`` with ``rounds`` rounds of
 ``budget / rounds`` simulations for each observation; prints the C2ST of both per observation,
-the means, and the training time. Results also go to ``benchmarks/results/tsnpe.json``.
+the means, and the training time. Results also go to ``benchmarks/results/tsnpe.json`` (with
+``--npe``: a file named after the options).
 
 Usage:
     python benchmarks/tsnpe.py [--tasks two_moons slcp] [--budget 2000] [--rounds 2] [--n-obs 5]
+    python benchmarks/tsnpe.py --tasks two_moons --npe lr=0.008
 """
 
 from __future__ import annotations
@@ -39,7 +41,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-obs", type=int, default=5)
     p.add_argument("--n-samples", type=int, default=2000)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--npe",
+        nargs="+",
+        default=[],
+        metavar="KEY=JSON",
+        help="options of every NPE (one round and the rounds); values parsed as JSON",
+    )
     args = p.parse_args(argv)
+    try:
+        options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.npe)}
+    except ValueError:
+        p.error(f"--npe takes KEY=JSON pairs, got {' '.join(args.npe)}")
     torch.set_num_threads(args.threads)
     print(banner("torch", "zuko", "numpy"), f"| torch threads {torch.get_num_threads()}")
     rows = []
@@ -48,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         _, x_o = observations(task, args.n_obs)
         theta, x = sim.sample_joint(args.budget, np.random.default_rng([TASKS.index(task), 5]))
         t0 = time.perf_counter()
-        npe = NPE.for_simulator(sim, seed=0).fit(theta, x)
+        npe = NPE.for_simulator(sim, seed=0, **options).fit(theta, x)
         one_round_s = time.perf_counter() - t0
         for i in range(args.n_obs):
             ref = reference(task, i, x_o[i], args.n_samples)
@@ -56,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             single = c2st(ref, npe.sample((args.n_samples,), x_o[i], generator=g), seed=i)
             t0 = time.perf_counter()
             res = tsnpe(sim, x_o[i], rounds=args.rounds, simulations=args.budget // args.rounds,
-                        seed=i)  # fmt: skip
+                        seed=i, npe_options=options)  # fmt: skip
             multi_s = time.perf_counter() - t0
             g = torch.Generator().manual_seed(i)
             multi = c2st(ref, res.npe.sample((args.n_samples,), x_o[i], generator=g), seed=i)
@@ -72,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
               f"TSNPE {args.rounds} rounds {np.mean([r['tsnpe'] for r in mine]):.3f} "
               f"({np.mean([r['tsnpe_s'] for r in mine]):.0f} s per observation)")  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "tsnpe.json").write_text(json.dumps({"banner": banner("torch"), "rows": rows},
+    name = "tsnpe" + "".join(f"_{k}_{v}" for k, v in sorted(options.items()))
+    (RESULTS / f"{name}.json").write_text(json.dumps({"banner": banner("torch"), "rows": rows},
                                                    indent=1))  # fmt: skip
     return 0
 

@@ -136,8 +136,8 @@ def default_train_config(n_train: int) -> dict[str, Any]:
       ``--budgets 1000 --seeds 0 --methods ours --npe lr=0.008`` against the README's run),
       1.2·10⁻² against 8·10⁻³: two moons 0.713 against 0.763, SLCP 0.930 against 0.935,
       Gaussian linear 0.596 against 0.628, Lotka-Volterra 0.972 both. Multi-round inference
-      (``benchmarks/tsnpe.py``, two moons) prefers the slower rate: 0.571 against 0.664 after
-      two rounds of 1,000.
+      prefers the slower rate: on two moons two rounds of 1,000 score 0.571 against 0.664
+      (``benchmarks/tsnpe.py --tasks two_moons --npe lr=0.008`` against its default run).
     - The 1/32 floor: on Lotka-Volterra at 10⁴ simulations the last third of the steps, at rates
       down to 2·10⁻⁷, had moved the validation loss by 0.07 nats and the C2ST not at all (0.899
       with them, 0.895 without).
