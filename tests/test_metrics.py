@@ -30,7 +30,7 @@ from surrogates.metrics import (
     stack_features,
     wasserstein_1d,
 )
-from surrogates.metrics.training import fit_binary_classifier, mlp
+from surrogates.metrics.training import StackedMLP, fit_binary_classifier, mlp, predict_logits
 
 # ---------------------------------------------------------------------------------------------
 # ROC AUC and calibration
@@ -102,6 +102,46 @@ def test_training_loop_keeps_best_epoch_and_is_seeded():
     assert all(torch.equal(a, b) for a, b in zip(w1, w2, strict=True))
     assert fit.best_epoch == int(np.argmin(fit.val_loss))
     assert fit.val_accuracy[fit.best_epoch] > 0.9  # a linear boundary is easy
+
+
+def test_stacked_members_train_independently():
+    # Member 0 learns a linear boundary; member 1 gets labels that carry nothing. Changing
+    # member 1's labels must leave member 0's weights bit for bit unchanged, and each member
+    # keeps its own best epoch under its own patience.
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.normal(size=(2, 400, 2)).astype(np.float32))
+    y = torch.stack([(x[0, :, 0] > 0).float(), torch.from_numpy(rng.integers(0, 2, 400)).float()])
+
+    def run(labels: torch.Tensor):
+        gen = torch.Generator().manual_seed(0)
+        model = StackedMLP(2, 2, (8,), generator=gen)
+        fit = fit_binary_classifier(
+            model, x[:, :300], labels[:, :300], x[:, 300:], labels[:, 300:], epochs=40,
+            batch_size=64, lr=1e-2, patience=5, select="accuracy", generator=gen,
+        )  # fmt: skip
+        return fit
+
+    fit = run(y)
+    other = y.clone()
+    other[1] = 1 - other[1]
+    again = run(other)
+    for w, v in zip(fit.model.parameters(), again.model.parameters(), strict=True):
+        assert torch.equal(w[0], v[0])
+    assert max(fit.val_accuracy[0]) > 0.9 and max(fit.val_accuracy[1]) < 0.7
+    for member in range(2):  # the patience rule applied to the member's own history
+        best, expected = -1.0, 0
+        for epoch, acc in enumerate(fit.val_accuracy[member]):
+            if acc > best:
+                best, expected = acc, epoch
+            elif epoch - expected >= 5:
+                break
+        assert fit.best_epoch[member] == expected
+    assert fit.best_epoch[0] != fit.best_epoch[1]
+    pred = predict_logits(fit.model, x[:, 300:])
+    assert pred.shape == (2, 100)
+    accuracy = ((pred > 0).float() == y[:, 300:]).float().mean(1)
+    for member in range(2):  # the kept weights are the best epoch's
+        assert accuracy[member] == fit.val_accuracy[member][fit.best_epoch[member]]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -170,8 +170,8 @@ def fit_binary_classifier(
     Tensors must already sit on the model's device. Labels are 0 (reference) and 1 (candidate).
     A :class:`StackedMLP` of K members takes a leading K axis on every tensor; each member keeps
     its own best epoch and patience, and training ends when every member has stopped. Adam acts
-    elementwise and the loss is the sum of the members' mean losses, so the members train
-    exactly as they would one by one.
+    elementwise and the loss is the sum of the members' mean losses, so no member's data or
+    labels affect another member's weights.
 
     Args:
         model: network mapping (B, D) to (B, 1) logits, or a :class:`StackedMLP`; trained in
