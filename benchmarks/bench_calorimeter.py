@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -27,21 +26,12 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import header, provenance  # noqa: E402
+
 import simulators  # noqa: E402
 from simulators.calorimeter import CHALLENGE_ENERGIES  # noqa: E402
 from simulators.calorimeter.em import n_spots  # noqa: E402
-
-
-def _machine() -> str:
-    import h5py
-    import scipy
-
-    cpus = os.cpu_count()
-    return (
-        f"{platform.processor() or platform.machine()}, {cpus} logical CPUs, "
-        f"Python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
-        f"h5py {h5py.__version__}"
-    )
 
 
 def _n_for(energy: float, budget_spots: float) -> int:
@@ -70,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--full-workers", default="2", help="worker counts for --full, e.g. 1,2")
     args = ap.parse_args(argv)
     budget = args.budget or (2e7 if args.full else 2.5e6)
-    print(f"# machine: {_machine()}")
+    print(header(provenance(argv=None if argv is None else [__file__, *argv],
+                            modules=("numpy", "scipy", "h5py"))))  # fmt: skip
     print(f"# simulator: calorimeter v{simulators.get('calorimeter').version}; showers/s")
     rates: dict[str, dict[float, float]] = {}
     pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import banner, peak_rss_mib
+from _common import RESULTS, header, peak_rss_mib, provenance
 
 import simulators
 from simulators import BoxUniform, Simulator
@@ -73,7 +73,12 @@ def main() -> None:
     p.add_argument("--file-mib", type=int, default=1024, help="uncompressed size of x")
     p.add_argument("--budget-mib", type=int, default=256, help="memory budget to stay under")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--path", type=Path, default=Path("benchmarks/results/stream.h5"))
+    p.add_argument(
+        "--path",
+        type=Path,
+        default=RESULTS / "bench_data" / "stream.h5",
+        help="the scratch dataset (git-ignored; regenerated when its size differs)",
+    )
     args = p.parse_args()
     args.path.parent.mkdir(parents=True, exist_ok=True)
     rows = args.file_mib * 2**20 // (368 * 4)
@@ -84,7 +89,7 @@ def main() -> None:
         proc.join()
     import torch  # noqa: F401  (import cost outside the timed and measured region)
 
-    print(banner("numpy", "h5py", "torch"))
+    print(header(provenance(modules=("numpy", "h5py", "torch"))))
     size = args.path.stat().st_size / 2**20
     print(f"file: {rows:,} rows, x {args.file_mib} MiB uncompressed, {size:.0f} MiB on disk")
     bare_h5py(args.path)  # warm the page cache for both readers alike

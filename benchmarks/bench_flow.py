@@ -38,7 +38,7 @@ from functools import partial
 import numpy as np
 import torch
 import zuko
-from _common import banner
+from _common import header, provenance
 from zuko.transforms import MonotonicRQSTransform
 
 import simulators
@@ -47,7 +47,7 @@ from surrogates.training import ArrayBatches, Trainer
 
 #: the photon-shower architecture of the sampling target (373 features for dataset 1): the
 #: default, a two-stage flow; the single coupling flow of the same widths is timed beside it
-SHOWER_ARCH = {k: v for k, v in Flow.SHOWER_DEFAULTS.items() if k != "split"}
+SHOWER_ARCH = {k: v for k, v in Flow.Arch.for_data("showers").to_dict().items() if k != "split"}
 
 
 def _best_rate(fn: Callable[[], object], rows: int, reps: int) -> tuple[float, float]:
@@ -222,7 +222,8 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
     torch.set_num_threads(1)
-    print(banner("torch", "zuko", "numpy") + f" | threads 1 | device {args.device}")
+    prov = provenance(modules=("torch", "zuko", "numpy"))
+    print(header({**prov, "torch_threads": "1", "device": args.device}))
     tr = training_overhead(30 if args.quick else 200, 2 if args.quick else 3, args.device)
     print(
         f"training ({tr['arch']}): Flow {tr['flow_steps_per_s']:.1f} steps/s, bare zuko "

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import banner, peak_rss_mib
+from _common import header, peak_rss_mib, provenance
 
 import simulators
 
@@ -44,7 +44,7 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=8, help="rows per generate() call")
     p.add_argument("--repeats", type=int, default=2)
     args = p.parse_args()
-    print(banner("numpy", "scipy", "h5py"))
+    print(header(provenance(modules=("numpy", "scipy", "h5py"))))
 
     print(f"{'run (10 steps, B=2)':<24} {'wall s':>8} {'peak RSS MiB':>13}")
     t64 = one_run(64, args.repeats)

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import banner
+from _common import header, provenance
 
 import simulators
 
@@ -32,7 +32,7 @@ def main() -> None:
     p.add_argument("--scale", type=float, default=1.0, help="multiply the row counts")
     p.add_argument("--names", nargs="*", default=list(ROWS))
     args = p.parse_args()
-    print(banner("numpy", "scipy", "h5py"))
+    print(header(provenance(modules=("numpy", "scipy", "h5py"))))
     print(f"{'simulator':<16} {'rows':>10} {'1 worker':>14} {'2 workers':>14} {'speed-up':>9}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.names:

@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import banner
+from _common import header, provenance
 from npe_vs_sbi import observations
 
 import simulators
@@ -68,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     from sbi.utils.metrics import c2st as sbi_c2st
 
-    print(banner("torch", "sbi", "sklearn", "numpy"), "| torch threads 1")
+    prov = provenance(argv=None if argv is None else [__file__, *argv],
+                      modules=("torch", "sbi", "sklearn", "numpy"))  # fmt: skip
+    print(header({**prov, "torch_threads": "1"}))
     scorers = {
         "ours": lambda a, b, s: c2st(a, b, seed=s),
         "ours, earlier protocol": lambda a, b, s: c2st(a, b, seed=s, **EARLIER),

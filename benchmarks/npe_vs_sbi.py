@@ -13,7 +13,8 @@ over the three estimates and a cell's time the mean time. Training wall time is 
 process's one-time imports). The script prints the machine and versions, markdown tables (the last
 one is the README's), the C2ST differences ours - sbi with their paired standard errors over the
 observations, and the time ratios ours / sbi; results also go to
-``benchmarks/results/npe_vs_sbi.json`` (a partial run or other options: a file named after them).
+``benchmarks/results/npe_vs_sbi/npe_vs_sbi.json`` (a partial run or other options: a file named
+after them), with the command, commit, machine and versions under ``"provenance"``.
 
 Usage:
     python benchmarks/npe_vs_sbi.py             # full: 4 tasks x {1000, 10000} x 10 obs x 3 seeds
@@ -21,7 +22,7 @@ Usage:
     python benchmarks/npe_vs_sbi.py --quick     # two moons + Gaussian linear, 1000 sims, 2 obs
     python benchmarks/npe_vs_sbi.py --tasks slcp --budgets 10000 --n-obs 5
     python benchmarks/npe_vs_sbi.py --methods ours --npe adjust=false   # an option of ours
-    python benchmarks/npe_vs_sbi.py --tables-from benchmarks/results/npe_vs_sbi.json
+    python benchmarks/npe_vs_sbi.py --tables-from benchmarks/results/npe_vs_sbi/npe_vs_sbi.json
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import banner
+from _common import RESULTS, header, provenance, results_dir
 
 import simulators
 from simulators.toy.reference import reference_posterior
@@ -53,7 +54,8 @@ LABELS = {"ours": "ours", "sbi_maf": "sbi MAF", "sbi_nsf": "sbi NSF"}
 #: training seeds of every method: the seed alone moves a cell by up to 0.08 (sbi's NSF, two moons
 #: at 10^3), more than most differences between the methods
 SEEDS = [0, 1, 2]
-RESULTS = Path(__file__).resolve().parent / "results"
+#: reference posterior samples, cached across scripts (git-ignored)
+REFERENCE = RESULTS / "reference"
 #: the SBI benchmark's published NPE C2ST at 10^4 simulations (Lueckmann et al., 2021)
 PUBLISHED = {"two_moons": 0.61, "slcp": 0.90, "gaussian_linear": 0.55}
 
@@ -74,7 +76,7 @@ def observations(task: str, n_obs: int) -> tuple[np.ndarray, np.ndarray]:
 
 def reference(task: str, i: int, x_o: np.ndarray, n: int) -> np.ndarray:
     """Reference posterior samples for observation i, cached on disk."""
-    path = RESULTS / "reference" / f"{task}_{i}_{n}.npz"
+    path = REFERENCE / f"{task}_{i}_{n}.npz"
     if path.exists():
         data = np.load(path)
         if np.array_equal(data["x_o"], x_o):
@@ -271,7 +273,10 @@ def main(argv: list[str] | None = None) -> int:
         args.seeds = default_seeds
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(banner("torch", "zuko", "sbi", "numpy"), f"| torch threads {torch.get_num_threads()}")
+    prov = provenance(argv=None if argv is None else [__file__, *argv],
+                      modules=("torch", "zuko", "sbi", "numpy"))  # fmt: skip
+    prov["torch_threads"] = str(torch.get_num_threads())
+    print(header(prov))
     # one untimed fit per method first: lazy imports (e.g. torch._dynamo, ~1 s) fall outside
     # the timed fits, whichever method runs first
     theta, x = simulations(args.tasks[0], 200)
@@ -329,7 +334,6 @@ def main(argv: list[str] | None = None) -> int:
               f"train {row['train_s']:7.1f} s")  # fmt: skip
     print_tables(rows, args.tasks, args.budgets, args.methods)
     print(f"\ntotal {time.perf_counter() - t_start:.0f} s")
-    RESULTS.mkdir(parents=True, exist_ok=True)
     name = "npe_vs_sbi_quick" if args.quick else "npe_vs_sbi"
     # a partial run gets its own file: the full run's file is the README's source
     if not args.quick:
@@ -342,8 +346,8 @@ def main(argv: list[str] | None = None) -> int:
         name += "_seeds_" + "_".join(map(str, args.seeds))
     if args.npe:
         name += "_" + "_".join(f"{k}_{v}" for k, v in sorted(args.npe.items()))
-    out = RESULTS / f"{name}.json"
-    meta = {"banner": banner("torch", "zuko", "sbi"), "npe_options": args.npe, "rows": rows}
+    out = results_dir("npe_vs_sbi") / f"{name}.json"
+    meta = {"provenance": prov, "npe_options": args.npe, "rows": rows}
     out.write_text(json.dumps(meta, indent=1))
     return 0
 

@@ -4,8 +4,9 @@ For each task and observation of ``benchmarks/npe_vs_sbi.py`` (same observations
 reference posteriors), trains our NPE once on ``budget`` prior simulations (amortized, one
 estimator for all observations) and runs ``surrogates.inference.tsnpe`` with ``rounds`` rounds of
 ``budget / rounds`` simulations for each observation; prints the C2ST of both per observation,
-the means, and the training time. Results also go to ``benchmarks/results/tsnpe.json`` (with
-``--npe``: a file named after the options).
+the means, and the training time. Results also go to ``benchmarks/results/tsnpe/tsnpe.json``
+(with ``--npe``: a file named after the options), with the command, commit, machine and versions
+under ``"provenance"``.
 
 Usage:
     python benchmarks/tsnpe.py [--tasks two_moons slcp] [--budget 2000] [--rounds 2] [--n-obs 5]
@@ -25,8 +26,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import banner
-from npe_vs_sbi import RESULTS, TASKS, observations, reference
+from _common import header, provenance, results_dir
+from npe_vs_sbi import TASKS, observations, reference
 
 import simulators
 from surrogates.inference import NPE, tsnpe
@@ -54,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         p.error(f"--npe takes KEY=JSON pairs, got {' '.join(args.npe)}")
     torch.set_num_threads(args.threads)
-    print(banner("torch", "zuko", "numpy"), f"| torch threads {torch.get_num_threads()}")
+    prov = provenance(argv=None if argv is None else [__file__, *argv],
+                      modules=("torch", "zuko", "numpy"))  # fmt: skip
+    prov["torch_threads"] = str(torch.get_num_threads())
+    print(header(prov))
     rows = []
     for task in args.tasks:
         sim = simulators.get(task)
@@ -84,10 +88,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{np.mean([r['one_round'] for r in mine]):.3f} ({one_round_s:.0f} s, amortized), "
               f"TSNPE {args.rounds} rounds {np.mean([r['tsnpe'] for r in mine]):.3f} "
               f"({np.mean([r['tsnpe_s'] for r in mine]):.0f} s per observation)")  # fmt: skip
-    RESULTS.mkdir(parents=True, exist_ok=True)
     name = "tsnpe" + "".join(f"_{k}_{v}" for k, v in sorted(options.items()))
-    (RESULTS / f"{name}.json").write_text(json.dumps({"banner": banner("torch"), "rows": rows},
-                                                   indent=1))  # fmt: skip
+    (results_dir("tsnpe") / f"{name}.json").write_text(
+        json.dumps({"provenance": prov, "npe_options": options, "rows": rows}, indent=1)
+    )
     return 0
 
 

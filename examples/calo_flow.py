@@ -22,7 +22,10 @@ Usage::
     python examples/calo_flow.py --kinds two_stage --reuse --fast-sampling bfloat16
 
 Results go to ``examples/output/calo_flow[_quick]/results.json`` (``results_fast_<precision>.json``
-with ``--fast-sampling``: the same trained flows, the quality samples drawn on the fast path).
+with ``--fast-sampling``: the same trained flows, the quality samples drawn on the fast path), with
+the command, commit, machine and versions under ``"provenance"``; a full run also keeps a copy in
+``benchmarks/results/calo_flow/<kinds>_epochs_<n>[_fast_<precision>].json``, where the README's
+numbers are read from (``benchmarks/results/INDEX.md``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -39,8 +43,11 @@ import torch
 
 import simulators
 from simulators.calorimeter.features import high_level_features
-from surrogates.anomaly import AnomalyDetector, anomaly_scores, roc_auc
+from surrogates.anomaly import AnomalyDetector, anomaly_auc, anomaly_scores
 from surrogates.models import Flow
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from _common import provenance, results_dir
 
 MODES = {
     "quick": {"n_train": 4000, "n_test": 1000, "epochs": 4, "transforms": 3, "hidden": [128],
@@ -95,7 +102,7 @@ def anomaly(model: Flow, x: np.ndarray, e: np.ndarray, layer_sizes: list[int]) -
         normal = -np.log(det.p_values(xs, es))
 
         def auc(xb: np.ndarray, eb: np.ndarray, det=det, normal=normal) -> float:
-            return roc_auc(normal, -np.log(det.p_values(xb, eb)))
+            return anomaly_auc(normal, -np.log(det.p_values(xb, eb)))
 
         r = {"auc_energy_label_x2": auc(xs, 2 * es), "auc_energy_label_x0.5": auc(xs, 0.5 * es)}
         per_layer = []
@@ -109,7 +116,7 @@ def anomaly(model: Flow, x: np.ndarray, e: np.ndarray, layer_sizes: list[int]) -
         res["all_features" if stage is None else "stage_1"] = r
     # the raw score against all normal showers, whatever their energy (no conditioning)
     raw = anomaly_scores(model, xs, es)
-    res["unconditional_auc_energy_label_x2"] = roc_auc(raw, anomaly_scores(model, xs, 2 * es))
+    res["unconditional_auc_energy_label_x2"] = anomaly_auc(raw, anomaly_scores(model, xs, 2 * es))
     return res
 
 
@@ -163,7 +170,8 @@ def main() -> None:
     with simulators.open_dataset(test_path) as d:
         e_te, x_te = d.theta[:].astype(np.float64), d.x[:].astype(np.float64)
     results: dict = {"mode": mode, "config": cfg, "machine": platform.platform(),
-                     "cpus": os.cpu_count(), "torch": torch.__version__, "models": {}}  # fmt: skip
+                     "cpus": os.cpu_count(), "torch": torch.__version__, "models": {},
+                     "provenance": provenance(modules=("torch", "zuko"))}  # fmt: skip
     previous = json.loads((out / "results.json").read_text()) if args.reuse else {"models": {}}
     for kind in args.kinds:
         if args.reuse:
@@ -195,6 +203,10 @@ def main() -> None:
     results["better_by_nll"] = best
     name = f"results_fast_{args.fast_sampling}.json" if args.fast_sampling else "results.json"
     (out / name).write_text(json.dumps(results, indent=1))
+    if not args.quick:
+        fast = f"_fast_{args.fast_sampling}" if args.fast_sampling else ""
+        kept = f"{'_'.join(args.kinds)}_epochs_{cfg['epochs']}{fast}.json"
+        (results_dir("calo_flow") / kept).write_text(json.dumps(results, indent=1))
     print(f"better by held-out NLL: {best}; results in {out / name}")
 
 

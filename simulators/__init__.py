@@ -13,6 +13,7 @@ from .base import (
     Simulator,
     SimulatorInputError,
 )
+from .errors import UserError
 from .registry import available, get, register
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "Prior",
     "Simulator",
     "SimulatorInputError",
+    "UserError",
     "available",
     "generate",
     "get",
@@ -38,8 +40,12 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     # The HDF5 layer imports h5py; load it only when used.
-    if name in ("Dataset", "generate", "open_dataset", "verify"):
+    if name in ("Dataset", "open_dataset", "verify"):
         from . import dataset
 
         return getattr(dataset, name)
+    if name == "generate":
+        from .generation import generate
+
+        return generate
     raise AttributeError(name)

@@ -22,6 +22,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .errors import UserError
+
 __all__ = [
     "BoxUniform",
     "Discrete",
@@ -31,12 +33,13 @@ __all__ = [
     "Prior",
     "Simulator",
     "SimulatorInputError",
+    "UserError",
     "check_array",
     "parse_setting",
 ]
 
 
-class SimulatorInputError(ValueError):
+class SimulatorInputError(UserError):
     """Bad input to a simulator or the dataset layer; its message is one line for the user."""
 
 
@@ -247,7 +250,7 @@ def _coerce(key: str, text: str, default: Any) -> Any:
     elif default is None or isinstance(default, (list, dict)):
         return value
     raise SimulatorInputError(
-        f"--set {key}={text}: expected a value of type {type(default).__name__}"
+        f"{key}={text}: expected a value of type {type(default).__name__}"
     )
 
 
@@ -260,7 +263,7 @@ def parse_setting(item: str, defaults: dict[str, Any]) -> tuple[str, Any]:
     key, sep, text = item.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise SimulatorInputError(f"--set expects key=value, got {item!r}")
+        raise SimulatorInputError(f"a setting is key=value, got {item!r}")
     if key not in defaults:
         known = ", ".join(sorted(defaults)) or "none"
         raise SimulatorInputError(f"unknown setting {key!r}; known settings: {known}")

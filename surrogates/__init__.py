@@ -17,8 +17,10 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     # torch and zuko load on first use, so the CLI starts fast for commands that need neither.
-    if name == "Flow":
-        from .models.flow import Flow
+    from .models import registry
 
-        return Flow
+    for family in registry.names():
+        cls = registry.get(family)
+        if cls.__name__ == name:
+            return cls
     raise AttributeError(name)

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["AnomalyDetector", "anomaly_scores", "roc_auc"]
+__all__ = ["AnomalyDetector", "anomaly_auc", "anomaly_scores"]
 
 
 def anomaly_scores(
@@ -46,8 +46,9 @@ def anomaly_scores(
     return np.where(np.isfinite(lp), -lp, np.inf)
 
 
-def roc_auc(scores_normal: np.ndarray, scores_anomalous: np.ndarray) -> float:
-    """ROC AUC of separating anomalous from normal events by a higher score (ties count ½)."""
+def anomaly_auc(scores_normal: np.ndarray, scores_anomalous: np.ndarray) -> float:
+    """ROC AUC of separating anomalous from normal events by a higher score (ties count ½):
+    :func:`surrogates.metrics.roc_auc` of the two samples."""
     from .metrics.classifier import roc_auc as auc
 
     a = np.asarray(scores_anomalous, dtype=np.float64).reshape(-1)

@@ -27,15 +27,19 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
+from torch import nn
+
+from simulators.errors import UserError
 
 __all__ = [
     "FORMAT_VERSION",
     "CheckpointError",
+    "Persistent",
     "atomic_write",
     "load_model",
     "load_state",
@@ -50,7 +54,7 @@ _FORMAT = "simsurrogates-model"
 WEIGHTS, CONFIG = "model.safetensors", "model.json"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint that cannot be loaded: missing, truncated, of another model type or version."""
 
 
@@ -172,3 +176,60 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: trainer checkpoint of another format version")
     return state
+
+
+class Persistent:
+    """Saving and loading shared by every trained object (surrogates, NPE).
+
+    A class sets :attr:`model_type` and implements :meth:`config` (JSON-serializable, without
+    the weights), :meth:`from_config` (an object with untrained weights of the same shapes),
+    :meth:`weights` (the module whose state dict is saved) and ``to(device)``.
+    """
+
+    #: saved in checkpoints; loading a checkpoint of another type is an error
+    model_type: ClassVar[str] = ""
+    checkpoint_hash: str | None = None
+    run_dir: str | None = None
+
+    def config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Self:
+        raise NotImplementedError
+
+    def weights(self) -> nn.Module:
+        raise NotImplementedError
+
+    def to(self, device: Any) -> Self:
+        raise NotImplementedError
+
+    def save(self, directory: str | os.PathLike) -> str:
+        """Writes ``model.safetensors`` and ``model.json`` atomically (no pickle); returns the
+        SHA-256 of the weights."""
+        self.checkpoint_hash = save_model(directory, model_type=self.model_type,
+                                          config=self.config(),
+                                          state_dict=self.weights().state_dict())  # fmt: skip
+        self.run_dir = str(Path(directory).resolve())
+        return self.checkpoint_hash
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, *, device: Any = "auto") -> Self:
+        """Loads what :meth:`save` wrote (safetensors + JSON, no pickle) onto ``device``.
+
+        Raises:
+            CheckpointError: missing/truncated files, another model type or format version, or
+                a configuration these weights do not fit.
+        """
+        config, state = load_model(directory, model_type=cls.model_type)
+        try:
+            obj = cls.from_config(config)
+            obj.weights().load_state_dict(state)
+        except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise CheckpointError(
+                f"{directory}: checkpoint does not match this {cls.__name__} ({msg})"
+            ) from None
+        obj.checkpoint_hash = read_meta(directory)["weights_sha256"]
+        obj.run_dir = str(Path(directory).resolve())
+        return obj.to(device)

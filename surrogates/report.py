@@ -77,10 +77,10 @@ def _finite_rows(*arrays: np.ndarray) -> np.ndarray:
 
 def _prepare_out(out_dir: Path, overwrite: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
-        raise SimulatorInputError(f"--out {out_dir} exists and is not a folder")
+        raise SimulatorInputError(f"{out_dir} exists and is not a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()):
         if not overwrite:
-            raise SimulatorInputError(f"{out_dir} is not empty; pass --overwrite to replace it")
+            raise SimulatorInputError(f"{out_dir} is not empty; pass overwrite=True to replace it")
         for name in ("metrics.json", "report.html"):
             (out_dir / name).unlink(missing_ok=True)
         for png in out_dir.glob("*.png"):
@@ -288,9 +288,9 @@ def _speed(cand_meta, base, theta, seed) -> dict[str, Any] | None:
     config = cand_meta.get("simulator_config") or {}
     run_dir = config.get("run_dir") or cand_meta.get("surrogate_run")
     try:
-        from .cli.train import model_class
+        from .models import registry
 
-        model = model_class(config.get("model_type", "flow")).load(run_dir, device="cpu")
+        model = registry.get(config.get("model_type", "flow")).load(run_dir, device="cpu")
         surrogate = model.as_simulator()
     except Exception as exc:  # a moved run folder must not sink the whole report
         return {"note": f"surrogate run {run_dir!r} could not be loaded: {exc}"}

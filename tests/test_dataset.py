@@ -12,7 +12,8 @@ import pytest
 
 import simulators
 from simulators import BoxUniform, Simulator, SimulatorInputError
-from simulators.dataset import FORMAT_VERSION, REQUIRED_ATTRS, default_chunk_size
+from simulators.dataset import FORMAT_VERSION, REQUIRED_ATTRS
+from simulators.generation import default_chunk_size
 
 
 class Noisy(Simulator):
@@ -115,7 +116,7 @@ def test_resume_after_interruption_is_bit_identical(tmp_path):
     assert not out.exists()
     assert len(list(parts.glob("chunk-*.h5"))) == 6
     (parts / "chunk-000007.h5").write_bytes(b"half a file")  # a torn, unpublished write
-    with pytest.raises(SimulatorInputError, match="--resume"):
+    with pytest.raises(SimulatorInputError, match="resume=True"):
         simulators.generate(sim, 1000, out, seed=9, chunk_size=100)
     with pytest.raises(SimulatorInputError, match="differs in seed"):
         simulators.generate(sim, 1000, out, seed=10, chunk_size=100, resume=True)
@@ -129,7 +130,7 @@ def test_existing_file_is_never_overwritten_without_permission(tmp_path):
     sim = Noisy()
     path = simulators.generate(sim, 100, tmp_path / "a.h5", seed=1)
     before = path.read_bytes()
-    with pytest.raises(SimulatorInputError, match="exists; pass --overwrite"):
+    with pytest.raises(SimulatorInputError, match="exists; pass overwrite=True"):
         simulators.generate(sim, 100, path, seed=2)
     assert path.read_bytes() == before
     simulators.generate(sim, 100, path, seed=2, overwrite=True)

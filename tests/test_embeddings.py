@@ -1,4 +1,4 @@
-"""Embedding networks (surrogates.inference.embeddings) and their joint training with NPE."""
+"""Embedding networks (surrogates.nn.embeddings) and their joint training with NPE."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from torch.distributions import Independent, Uniform
 
 from surrogates.inference import NPE
-from surrogates.inference.embeddings import build_embedding, power_spectrum
+from surrogates.nn import build_embedding, power_spectrum
 
 SPECS = [
     ("identity", (5,), 5),

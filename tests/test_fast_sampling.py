@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from surrogates.models import Flow
-from surrogates.models.fast_sampling import rqs_inverse
-from surrogates.models.flow import _PackedRQS
+from surrogates.models.flows.fast_sampling import rqs_inverse
+from surrogates.models.flows.transforms import _PackedRQS
 
 
 @pytest.mark.parametrize("bins", [2, 5, 8])

@@ -16,7 +16,7 @@ from zuko.utils import unpack
 
 from surrogates.checkpoint import CheckpointError
 from surrogates.models import Flow
-from surrogates.models.flow import (
+from surrogates.models.flows.transforms import (
     KINDS,
     RQSCouplingTransform,
     _PackedRQS,
@@ -164,12 +164,12 @@ def test_autoregressive_flow_is_zukos_nsf():
     """Same state-dict keys, densities and inverse as zuko.flows.NSF (old checkpoints load)."""
     import zuko
 
-    from surrogates.models.flow import _nsf
+    from surrogates.models.flows.transforms import spline_flow
 
     arch = {"bins": 6, "transforms": 3, "hidden": [16, 16], "activation": "silu"}
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        ours = _nsf(4, 3, True, arch).double()
+        ours = spline_flow(4, 3, True, arch).double()
         with torch.no_grad():
             for p in ours.parameters():
                 p.add_(0.3 * torch.randn_like(p))  # away from zuko's near-identity start

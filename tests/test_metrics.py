@@ -30,7 +30,8 @@ from surrogates.metrics import (
     stack_features,
     wasserstein_1d,
 )
-from surrogates.metrics.training import StackedMLP, fit_binary_classifier, mlp, predict_logits
+from surrogates.metrics.training import StackedMLP, fit_binary_classifier, predict_logits
+from surrogates.nn import mlp
 
 # ---------------------------------------------------------------------------------------------
 # ROC AUC and calibration
@@ -90,7 +91,7 @@ def test_training_loop_keeps_best_epoch_and_is_seeded():
 
     def run(seed: int):
         gen = torch.Generator().manual_seed(seed)
-        model = mlp(2, (8,), generator=gen)
+        model = mlp(2, (8,), 1, generator=gen)
         fit = fit_binary_classifier(
             model, x[:300], y[:300], x[300:], y[300:], epochs=15, batch_size=64, lr=1e-2,
             generator=gen,

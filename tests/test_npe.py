@@ -16,7 +16,7 @@ import simulators
 from simulators.base import BoxUniform, Simulator
 from surrogates.checkpoint import CheckpointError
 from surrogates.inference import NPE, sbc
-from surrogates.inference.npe import default_transforms
+from surrogates.inference.defaults import default_transforms
 from surrogates.metrics import c2st
 
 FAST = {"transforms": 2, "hidden": (32, 32)}

@@ -10,10 +10,13 @@ import torch
 
 from surrogates.preprocessing import (
     LOGIT_EPS,
+    FieldPreprocessing,
     LinearAdjust,
     ShowerPreprocessing,
     Standardize,
+    default_preprocessing,
     from_dict,
+    layer_sizes_of,
 )
 
 # CaloChallenge dataset-1 photons: radial x alpha bins of the non-empty layers 0, 1, 2, 3, 12
@@ -194,3 +197,136 @@ def test_linear_adjust_log_jacobian_and_state_round_trip():
     assert torch.equal(again.inverse(r, c), adj.inverse(r, c))
     with pytest.raises(ValueError, match="more rows"):
         LinearAdjust().fit(y[:4], c[:4])
+
+
+# ---------------------------------------------------------------------------------------------
+# Fields (C, H, W): pointwise map, per-channel scalar statistics
+
+
+def overdensity(n: int, shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
+    """A log-normal density contrast δ = ρ/ρ̄ - 1 > -1, float64, channels at different scales."""
+    g = torch.Generator().manual_seed(seed)
+    scale = torch.linspace(0.5, 1.0, shape[0], dtype=torch.float64)
+    scale = scale.reshape(-1, *[1] * (len(shape) - 1)) if len(shape) == 3 else 0.8
+    rho = torch.exp(scale * torch.randn(n, *shape, generator=g, dtype=torch.float64))
+    return rho / rho.mean() - 1
+
+
+FIELD_CASES = [
+    ("log", (2, 4, 6)),
+    ("log", (4, 4)),
+    ("rodriguez", (2, 4, 6)),
+    ("rodriguez", (4, 4)),
+    ("identity", (3, 2, 4)),
+]
+
+
+@pytest.mark.parametrize(("transform", "shape"), FIELD_CASES)
+def test_field_round_trip_log_jacobian_and_statistics(transform, shape):
+    x = overdensity(64, shape)
+    theta = torch.rand(64, 2, dtype=torch.float64) + 0.5
+    pre = FieldPreprocessing(transform, log_theta=[True, False]).fit(x, theta)
+    chw = shape if len(shape) == 3 else (1, *shape)
+    assert pre.shape == chw and pre.features == x[0].numel() and pre.context == 2
+    assert pre.bijective and pre.split is None
+    y, ladj = pre.forward(x, theta)
+    assert y.shape == (64, *chw) and ladj.shape == (64,)
+    # one scalar mean and std per channel, over every pixel of every row
+    per_channel = y.transpose(0, 1).flatten(1)
+    assert torch.allclose(per_channel.mean(1), torch.zeros(chw[0], dtype=torch.float64), atol=1e-10)
+    assert torch.allclose(per_channel.std(1), torch.ones(chw[0], dtype=torch.float64), atol=1e-10)
+    back = pre.inverse(y, theta)
+    assert back.shape == x.shape
+    assert torch.allclose(back, x, rtol=0, atol=1e-10)
+    # ladj equals log|det J| of the whole row's map, from autograd
+    for i in range(2):
+        jac = torch.autograd.functional.jacobian(
+            lambda r: pre.forward(r[None], theta[:1])[0].flatten(), x[i]
+        ).reshape(x[i].numel(), x[i].numel())
+        assert torch.allclose(ladj[i], torch.linalg.slogdet(jac)[1], rtol=0, atol=1e-9)
+    c = pre.condition(theta)
+    assert torch.allclose(c.mean(0), torch.zeros(2, dtype=torch.float64), atol=1e-10)
+
+
+@pytest.mark.parametrize("transform", ["log", "rodriguez", "identity"])
+def test_field_preprocessing_commutes_with_periodic_shifts(transform):
+    x = overdensity(8, (2, 8, 8), seed=3)
+    theta = torch.rand(8, 1, dtype=torch.float64)
+    pre = FieldPreprocessing(transform).fit(x, theta)
+    y, ladj = pre.forward(x, theta)
+    for shift in [(3, 0), (0, 5), (-2, 7)]:
+        y_s, ladj_s = pre.forward(x.roll(shift, (-2, -1)), theta)
+        assert torch.allclose(y_s, y.roll(shift, (-2, -1)), rtol=0, atol=1e-12)
+        assert torch.allclose(ladj_s, ladj, rtol=0, atol=1e-9)
+    # the statistics fitted on shifted fields are the same scalars
+    shifted = FieldPreprocessing(transform).fit(x.roll((1, 2), (-2, -1)), theta)
+    assert torch.allclose(shifted.mean, pre.mean, atol=1e-12)
+    assert torch.allclose(shifted.std, pre.std, atol=1e-12)
+
+
+def test_field_default_shift_and_scale():
+    x = overdensity(16, (1, 8, 8))
+    theta = torch.rand(16, 1, dtype=torch.float64)
+    pre = FieldPreprocessing("log").fit(x, theta)
+    assert pre.shift == 1.0  # log(1 + δ) = log(ρ/ρ̄)
+    y, _ = pre.forward(x, theta)
+    t = torch.log1p(x)
+    assert torch.allclose(y, (t - t.mean()) / t.std(), atol=1e-12)
+    # an empty pixel (δ = -1) needs a larger shift to stay finite
+    x_empty = x.clone()
+    x_empty[0, 0, 0, 0] = -1.0
+    pre = FieldPreprocessing("log").fit(x_empty, theta)
+    assert pre.shift == 2.0 and torch.isfinite(pre.forward(x_empty, theta)[0]).all()
+    # rodriguez on ρ/ρ̄ = 1 + δ with a = mean(ρ/ρ̄) = 1: s = δ / (2 + δ)
+    pre = FieldPreprocessing("rodriguez").fit(x, theta)
+    assert pre.shift == 1.0 and pre.a == pytest.approx(1.0, abs=1e-12)
+    y, _ = pre.forward(x, theta)
+    s = x / (2 + x)
+    assert torch.allclose(y, (s - s.mean()) / s.std(), atol=1e-10)
+    assert FieldPreprocessing("rodriguez", a=4.0).fit(x.clamp_min(0), theta).shift == 0.0
+
+
+def test_field_state_round_trip_and_bad_input():
+    x = overdensity(20, (2, 4, 4))
+    theta = torch.rand(20, 2, dtype=torch.float64) + 0.1
+    for pre in [FieldPreprocessing("rodriguez", log_theta="auto"), FieldPreprocessing("log")]:
+        pre.fit(x, theta)
+        back = from_dict(json.loads(json.dumps(pre.to_dict())))
+        assert isinstance(back, FieldPreprocessing)
+        assert (back.shape, back.features, back.context) == (pre.shape, pre.features, pre.context)
+        y, ladj = pre.forward(x, theta)
+        y_b, ladj_b = back.forward(x, theta)
+        assert torch.equal(y_b, y) and torch.equal(ladj_b, ladj)
+        assert torch.equal(back.inverse(y, theta), pre.inverse(y, theta))
+        assert torch.equal(back.condition(theta), pre.condition(theta))
+    with pytest.raises(ValueError, match="transform"):
+        FieldPreprocessing("sqrt")
+    with pytest.raises(ValueError, match=r"x \+ shift > 0"):
+        FieldPreprocessing("log", shift=0.5).fit(x - 0.6, theta)
+    with pytest.raises(ValueError, match="a must be positive"):
+        FieldPreprocessing("rodriguez", a=0.0)
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        FieldPreprocessing().fit(x.flatten(1), theta)
+
+
+# ---------------------------------------------------------------------------------------------
+# The default preprocessing by data kind
+
+
+def test_default_preprocessing_dispatch():
+    import simulators
+
+    sim = simulators.get("calorimeter", particle="photon")
+    meta = {"simulator": "calorimeter", "simulator_config": sim.config}
+    pre = default_preprocessing(meta, sim.x_shape)
+    assert isinstance(pre, ShowerPreprocessing)
+    assert pre.layer_sizes == layer_sizes_of(sim) == PHOTON_LAYERS
+    assert pre.threshold == sim.config["threshold_mev"]
+    nbody = {"simulator": "nbody"}
+    for shape in [(32, 32), (2, 32, 32)]:
+        field = default_preprocessing(nbody, shape, spatial=True)
+        assert isinstance(field, FieldPreprocessing) and field.transform == "log"
+        # a flat vector model of the same data keeps per-feature standardization
+        assert type(default_preprocessing(nbody, shape)) is Standardize
+    assert type(default_preprocessing({}, (5,), spatial=True)) is Standardize
+    assert type(default_preprocessing({}, (2, 3, 4, 4), spatial=True)) is Standardize

@@ -84,7 +84,7 @@ def test_shifted_candidate_is_different(moons, tmp_path):
 def test_simulator_vs_surrogate_matches_conditions_and_times_sampling(moons, tmp_path):
     a, _, _ = moons
     run_dir, sample = tmp_path / "flow", tmp_path / "flow.h5"
-    arch = ["--transforms", "2", "--hidden", "16", "--epochs", "2", "--batch-size", "256"]
+    arch = ["--arch", "transforms=2", "--arch", "hidden=16", "--epochs", "2", "--batch-size", "256"]
     assert main(["train", "flow", "--data", str(a), "--out", str(run_dir), "--no-progress",
                  "--device", "cpu", *arch]) == 0  # fmt: skip
     assert main(["sample", str(run_dir), "--like", str(a), "--out", str(sample),

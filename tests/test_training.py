@@ -19,7 +19,7 @@ from torch import nn
 
 from surrogates.checkpoint import CheckpointError
 from surrogates.models import Flow
-from surrogates.models.flow import KINDS
+from surrogates.models.flows import KINDS
 from surrogates.training import CHECKPOINT, METRICS, ArrayBatches, TrainConfig, Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -256,14 +256,13 @@ def test_custom_train_step_hook_is_used():
                 torch.optim.SGD([self.m], lr=config.lr),
             ]
 
-        def train_step(self, batch, optimizers, trainer):
-            for opt in optimizers:
-                opt.zero_grad()
+        def train_step(self, batch, ctx):
+            for opt in ctx.optimizers:
                 loss = self.loss(batch)
-                loss.backward()
-                opt.step()
+                if ctx.backward(loss, opt):
+                    ctx.step(opt)
             self.calls = getattr(self, "calls", 0) + 1
-            return loss.detach()
+            ctx.log("train_loss", loss)
 
     module = Two()
     Trainer(module, lr=0.1, max_steps=5, progress=False, device="cpu").fit(

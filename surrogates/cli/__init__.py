@@ -13,20 +13,26 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from simulators.base import SimulatorInputError
+from simulators.errors import UserError
 
-__all__ = ["UserError", "main"]
+__all__ = ["build_parser", "main"]
 
 COMMANDS = ("demo", "simulate", "info", "train", "sample", "evaluate", "score")
-
-
-class UserError(SimulatorInputError):
-    """A problem with what the user asked for; printed as one line, exit status 2."""
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line instead of usage + message
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+#: library messages name keyword arguments; on the command line they are these flags
+_FLAGS = {"overwrite=True": "--overwrite", "resume=True": "--resume"}
+
+
+def _as_flags(message: str) -> str:
+    for keyword, flag in _FLAGS.items():
+        message = message.replace(keyword, flag)
+    return message
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,8 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except SimulatorInputError as exc:  # every user-input error derives from it
-        print(f"surrogates {args.command}: error: {exc}", file=sys.stderr)
+    except UserError as exc:  # every user-input error derives from it
+        print(f"surrogates {args.command}: error: {_as_flags(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"surrogates {args.command}: interrupted", file=sys.stderr)

@@ -37,17 +37,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import simulators
 
-    from ..checkpoint import CheckpointError, read_meta
-    from .train import MODELS, model_class
+    from ..checkpoint import read_meta
+    from ..models import registry
 
-    try:
-        meta = read_meta(args.run_dir)
-        name = meta.get("model_type")
-        if name not in MODELS:
-            raise SimulatorInputError(f"{args.run_dir} holds an unknown model type {name!r}")
-        model = model_class(name).load(args.run_dir, device="cpu")
-    except CheckpointError as exc:
-        raise SimulatorInputError(str(exc)) from None
+    meta = read_meta(args.run_dir)
+    name = meta.get("model_type")
+    if name not in registry.FAMILIES:
+        raise SimulatorInputError(f"{args.run_dir} holds an unknown model type {name!r}")
+    model = registry.get(name).load(args.run_dir, device="cpu")
     if args.fast:
         if not hasattr(model, "fast_sampling"):
             raise SimulatorInputError(f"--fast applies to flows, {args.run_dir} holds a {name}")

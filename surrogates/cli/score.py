@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from simulators.base import SimulatorInputError
 
     from ..anomaly import AnomalyDetector
-    from ..models.flow import Flow
+    from ..models.flows import Flow
 
     if args.out.exists() and not args.overwrite:
         raise SimulatorInputError(f"{args.out} exists; pass --overwrite to replace it")

@@ -3,45 +3,36 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
 
-from simulators.base import SimulatorInputError
+from simulators.errors import UserError
 
-__all__ = ["MODELS", "add_parser", "model_class", "run"]
+from ..models.registry import FAMILIES
 
-#: model name -> "module:Class"; VAE and GAN add themselves here
-MODELS = {"flow": "surrogates.models.flow:Flow"}
-
-
-def model_class(name: str) -> type:
-    """The surrogate class registered as ``name``."""
-    if name not in MODELS:
-        raise SimulatorInputError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
-    module, _, attr = MODELS[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
+__all__ = ["add_parser", "run"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    families = "; ".join(f"{k}: {v[2]}" for k, v in sorted(FAMILIES.items()))
     p = sub.add_parser(
         "train",
         help="train a surrogate on a dataset file",
         description="Train a conditional surrogate p(x | theta) on F.h5 (streamed; a validation "
         "split is held out). RUN/ receives checkpoints, metrics.csv and the model; --resume "
-        "continues an interrupted run exactly.",
+        f"continues an interrupted run exactly. Families: {families}.",
     )
-    p.add_argument("model", choices=sorted(MODELS), help="model family")
+    p.add_argument("model", choices=sorted(FAMILIES), help="model family")
     p.add_argument("--data", type=Path, required=True, help="training dataset (.h5)")
     p.add_argument("--out", type=Path, required=True, help="run directory")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--kind", choices=("coupling", "autoregressive", "two_stage"), help="flow kind")
-    p.add_argument("--transforms", type=int, help="transforms per flow")
-    p.add_argument("--hidden", type=int, nargs="+", help="hidden widths")
     p.add_argument(
-        "--activation",
-        choices=("relu", "elu", "silu", "tanh"),
-        help="conditioner activation (default relu)",
+        "--arch",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an architecture setting of the family (repeatable), e.g. --arch kind=coupling "
+        "--arch hidden=128,128; see the family's Arch class (e.g. surrogates.FlowArch)",
     )
     p.add_argument("--epochs", type=int, default=50, help="maximum epochs (default 50)")
     p.add_argument("--max-steps", type=int, help="maximum optimizer steps")
@@ -65,19 +56,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import simulators
 
-    from ..checkpoint import CONFIG, CheckpointError
+    from ..checkpoint import CONFIG
+    from ..models import registry
     from ..training import CHECKPOINT, TrainConfig
 
-    cls = model_class(args.model)
+    cls = registry.get(args.model)
+    arch = cls.Arch.parse(args.arch)  # a wrong key or type fails here, before any work
     out: Path = args.out
     if not args.data.is_file():
-        raise SimulatorInputError(f"--data {args.data} does not exist")
+        raise UserError(f"--data {args.data} does not exist")
     if not args.resume and (out / CHECKPOINT).exists():
-        raise SimulatorInputError(
-            f"{out} already holds a training run; pass --resume or another --out"
-        )
-    arch = {k: v for k in ("kind", "transforms", "hidden", "activation")
-            if (v := getattr(args, k)) is not None}  # fmt: skip
+        raise UserError(f"{out} already holds a training run; pass --resume or another --out")
     train = {
         "max_epochs": args.epochs, "max_steps": args.max_steps, "batch_size": args.batch_size,
         "lr": args.lr, "patience": args.patience, "ema": args.ema, "val_every": args.val_every,
@@ -94,10 +83,10 @@ def run(args: argparse.Namespace) -> int:
             model = cls.for_dataset(args.data, seed=args.seed, device=args.device, **arch)
             model.save(out)  # the preprocessing and architecture, so --resume can rebuild it
         model.fit(args.data, run_dir=out, resume=args.resume, **train)
-    except (CheckpointError, ValueError) as exc:
-        if isinstance(exc, SimulatorInputError):
+    except ValueError as exc:
+        if isinstance(exc, UserError):
             raise
-        raise SimulatorInputError(str(exc).splitlines()[0]) from None
+        raise UserError(str(exc).splitlines()[0]) from None
     r = model.result
     best = f"{r.best_val_loss:.4f}" if r and r.best_val_loss is not None else "n/a"
     print(f"model saved to {out}/ (best validation loss {best}); sample with: "

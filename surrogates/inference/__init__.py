@@ -3,13 +3,16 @@
 * :class:`NPE`: neural posterior estimation (fit on arrays or streamed HDF5 datasets, sample,
   exact ``log_prob`` on the prior's support, safe save/load);
 * :mod:`.support`: bijections onto prior supports and torch versions of the simulators' priors;
-* :mod:`.embeddings`: MLP, CNN, power-spectrum and DeepSets embeddings of observations;
+* :mod:`.defaults`, :mod:`.network`, :mod:`.simulations`: NPE's default settings, its torch
+  module and the checking of its training simulations (embeddings: :mod:`surrogates.nn`);
 * :mod:`.diagnostics`: simulation-based calibration, expected coverage, posterior predictive checks;
 * :mod:`.sequential`: multi-round inference for one observation (truncated sequential NPE).
 """
 
 from __future__ import annotations
 
+from ..nn import build_embedding
+from .defaults import default_train_config
 from .diagnostics import (
     CoverageResult,
     PPCResult,
@@ -20,8 +23,7 @@ from .diagnostics import (
     sbc_ranks,
     sbc_uniformity,
 )
-from .embeddings import build_embedding
-from .npe import NPE, default_train_config
+from .npe import NPE
 from .sequential import TSNPEResult, tsnpe
 from .support import SupportTransform, prior_from_dict, prior_to_dict, torch_prior
 

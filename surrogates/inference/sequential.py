@@ -15,8 +15,8 @@ atomic proposals, no leakage correction -- and, since the flow lives on the prio
 sample ever leaves it. The truncated prior is sampled by rejection from the prior; the acceptance
 rate of each round is reported (a tiny rate means a posterior much narrower than the prior, where
 more rounds pay off most). Truncation trusts the earlier rounds' estimates: at small budgets one
-amortized round can be as good or better (``benchmarks/tsnpe.py``: two moons, 2 × 1,000
-simulations C2ST 0.572 against 0.552 for one round of 2,000; SLCP 0.872 against 0.888).
+amortized round can be as good or better (``benchmarks/results/tsnpe/tsnpe.txt``;
+``docs/decisions/001-npe-training-defaults.md``).
 
 Example:
     >>> import numpy as np, simulators

@@ -15,15 +15,9 @@ Lueckmann et al., *Benchmarking simulation-based inference*, AISTATS 2021):
 * Adam for a fixed 500 epochs (batches of 1,024, rate 10⁻²), the folds trained side by side;
 * the result is the mean test accuracy over the folds.
 
-Why a fixed length rather than stopping after ``patience`` epochs without improvement, as
-scikit-learn's ``MLPClassifier`` in sbibm does: the accuracy on a few hundred validation rows
-moves by ±0.03 from epoch to epoch, so a patience rule stops at a noise peak long before the
-classifier has found a thin structure. With 2,000 samples per class
-(``benchmarks/c2st_power.py``, mean of three seeds), two moons posterior samples against an
-independent exact set blurred by 10 % of their spread score 0.58 with a patience of 10 epochs
-(this function's earlier protocol), 0.67 with scikit-learn's MLP through ``sbi.utils.metrics.c2st``
-and 0.77 here; a thin ring against one twice as wide (Bayes accuracy 0.661) 0.51, 0.56 and 0.64;
-two identical distributions 0.49-0.50 with all three.
+A fixed length rather than stopping after ``patience`` epochs without improvement (as
+scikit-learn's ``MLPClassifier`` in sbibm does), because a patience rule stops at validation-noise
+peaks and has less power: ``docs/decisions/004-c2st-protocol.md``.
 
 Example:
     >>> import numpy as np
@@ -38,7 +32,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .training import StackedMLP, fit_binary_classifier, predict_logits, resolve_device
+from ..device import resolve_device
+from .training import StackedMLP, fit_binary_classifier, predict_logits
 
 __all__ = ["c2st", "c2st_folds"]
 

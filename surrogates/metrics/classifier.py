@@ -28,7 +28,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .training import fit_binary_classifier, mlp, predict_logits, resolve_device
+from ..device import resolve_device
+from ..nn import mlp
+from .training import fit_binary_classifier, predict_logits
 
 __all__ = [
     "ClassifierResult",
@@ -231,7 +233,7 @@ def classifier_auc(
     x_va, y_va = part(n_tr, n_tr + n_va)
     x_te, y_te = part(n_tr + n_va, n)
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-    model = mlp(ref.shape[1], hidden, activation=nn.LeakyReLU, dropout=dropout, generator=gen)
+    model = mlp(ref.shape[1], hidden, 1, activation=nn.LeakyReLU, dropout=dropout, generator=gen)
     fit = fit_binary_classifier(
         model.to(dev),
         x_tr,

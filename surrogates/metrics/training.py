@@ -15,63 +15,18 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..nn import mlp
+
 __all__ = [
     "ClassifierFit",
     "StackedMLP",
     "fit_binary_classifier",
-    "mlp",
     "predict_logits",
-    "resolve_device",
 ]
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """Maps ``"auto"``/``None`` to CUDA when available, else CPU; passes anything else through."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def mlp(
-    in_features: int,
-    hidden: Sequence[int],
-    *,
-    activation: type[nn.Module] = nn.ReLU,
-    dropout: float = 0.0,
-    generator: torch.Generator | None = None,
-) -> nn.Sequential:
-    """A dense network with one output logit, initialized from ``generator``.
-
-    Weights and biases are drawn from U(-1/√fan_in, 1/√fan_in), the PyTorch default scale, but
-    from the given generator instead of the global one.
-
-    Args:
-        in_features: input dimension.
-        hidden: widths of the hidden layers.
-        activation: activation class placed after every hidden layer.
-        dropout: dropout probability after every hidden activation.
-        generator: source of the initial weights (CPU); ``None`` uses torch's global generator.
-    """
-    layers: list[nn.Module] = []
-    width = in_features
-    for h in hidden:
-        layers += [nn.Linear(width, h), activation()]
-        if dropout > 0:
-            layers.append(nn.Dropout(dropout))
-        width = h
-    layers.append(nn.Linear(width, 1))
-    net = nn.Sequential(*layers)
-    with torch.no_grad():
-        for layer in net:
-            if isinstance(layer, nn.Linear):
-                bound = layer.in_features**-0.5
-                layer.weight.uniform_(-bound, bound, generator=generator)
-                layer.bias.uniform_(-bound, bound, generator=generator)
-    return net
-
-
 class StackedMLP(nn.Module):
-    """``n_members`` independent networks of :func:`mlp`'s shape, evaluated in one batched product.
+    """``n_members`` independent ReLU networks of one logit, evaluated in one batched product.
 
     Member k maps ``x[k]`` of shape (B, D) to logits (B,); the input is (K, B, D), the output
     (K, B). Cross-validation folds trained side by side this way cost about as much as one fold:
@@ -81,8 +36,8 @@ class StackedMLP(nn.Module):
         n_members: number of networks K.
         in_features: input dimension D.
         hidden: widths of the hidden layers.
-        generator: source of the initial weights (CPU), drawn member by member as :func:`mlp`
-            draws them.
+        generator: source of the initial weights (CPU), drawn member by member as
+            :func:`surrogates.nn.mlp` draws them.
     """
 
     def __init__(
@@ -94,7 +49,7 @@ class StackedMLP(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        nets = [mlp(in_features, hidden, generator=generator) for _ in range(n_members)]
+        nets = [mlp(in_features, hidden, 1, generator=generator) for _ in range(n_members)]
         linears = [[m for m in net if isinstance(m, nn.Linear)] for net in nets]
         self.weights = nn.ParameterList(
             torch.stack([ls[i].weight.detach().T for ls in linears]) for i in range(len(linears[0]))

@@ -1,8 +1,21 @@
-"""Conditional generative surrogates p(x | θ) sharing one interface (:class:`Surrogate`)."""
+"""Conditional generative surrogates p(x | θ) sharing one interface (:class:`Surrogate`).
+
+Families: :mod:`.flows`; :mod:`.registry` lists them all. The classes load on first use, so
+reading the registry (the command line's ``--help``) does not import torch.
+"""
 
 from __future__ import annotations
 
-from .base import Surrogate, SurrogateSimulator
-from .flow import Flow
+import importlib
+from typing import Any
 
-__all__ = ["Flow", "Surrogate", "SurrogateSimulator"]
+__all__ = ["ArchConfig", "Flow", "FlowArch", "Surrogate", "SurrogateSimulator"]
+
+_WHERE = {"ArchConfig": ".arch", "Surrogate": ".base", "SurrogateSimulator": ".base",
+          "Flow": ".flows", "FlowArch": ".flows"}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(name)
+    return getattr(importlib.import_module(_WHERE[name], __name__), name)

@@ -17,8 +17,7 @@ Example:
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import torch
@@ -26,21 +25,26 @@ from torch import Tensor, nn
 
 import simulators
 
-from ..checkpoint import CheckpointError, load_model, save_model
-from ..preprocessing import Preprocessor, ShowerPreprocessing, Standardize, from_dict
-from ..training import ArrayBatches, TrainConfig, Trainer, TrainResult, resolve_device
+from ..checkpoint import Persistent
+from ..device import resolve_device
+from ..preprocessing import (
+    FieldPreprocessing,
+    Preprocessor,
+    ShowerPreprocessing,
+    default_preprocessing,
+    from_dict,
+)
+from ..training import (
+    ArrayBatches,
+    TrainConfig,
+    Trainer,
+    TrainResult,
+    split_indices,
+    validation_batch_size,
+)
+from .arch import ArchConfig
 
-__all__ = ["Surrogate", "SurrogateSimulator", "layer_sizes_of", "read_training_data"]
-
-
-def layer_sizes_of(sim: Any) -> list[int]:
-    """Voxels per layer of a calorimeter simulator (from ``sim.geometry.layer_slices``)."""
-    sizes = []
-    for s in sim.geometry.layer_slices:
-        start, stop = (s.start, s.stop) if isinstance(s, slice) else (s[0], s[1])
-        if stop > start:  # layers without voxels carry no feature
-            sizes.append(int(stop - start))
-    return sizes
+__all__ = ["Surrogate", "SurrogateSimulator", "read_training_data"]
 
 
 def _meta_of(data: Any) -> dict[str, Any]:
@@ -77,7 +81,7 @@ def _tensor(a: Any, dtype: torch.dtype = torch.float32) -> Tensor:
     return a.to(dtype) if isinstance(a, Tensor) else torch.as_tensor(np.asarray(a), dtype=dtype)
 
 
-class Surrogate:
+class Surrogate(Persistent):
     """Base class of conditional generative surrogates p(x | θ).
 
     Args:
@@ -91,6 +95,8 @@ class Surrogate:
 
     #: saved in checkpoints; loading a checkpoint of another type is an error
     model_type: ClassVar[str] = "surrogate"
+    #: the family's architecture settings (a dataclass with defaults per kind of data)
+    Arch: ClassVar[type[ArchConfig]] = ArchConfig
 
     def __init__(
         self,
@@ -115,9 +121,19 @@ class Surrogate:
         self.run_dir: str | None = None
 
     # --------------------------------------------------------------- subclass API
+    @property
+    def data_kind(self) -> str:
+        """``"showers"``, ``"fields"`` or ``"vectors"``, from the preprocessing."""
+        if isinstance(self.pre, ShowerPreprocessing):
+            return "showers"
+        if isinstance(self.pre, FieldPreprocessing):
+            return "fields"
+        return "vectors"
+
     def _check_arch(self, arch: dict[str, Any]) -> dict[str, Any]:
-        """Validates and completes the architecture settings (JSON-serializable)."""
-        return arch
+        """Validates and completes the architecture settings against :attr:`Arch` (the
+        defaults of :attr:`data_kind`); returns them JSON-ready."""
+        return self.Arch.for_data(self.data_kind).replace(**arch).to_dict()
 
     def _build(self) -> nn.Module:
         """Builds ``net`` from ``self.pre`` and ``self.arch``."""
@@ -126,15 +142,9 @@ class Surrogate:
     # --------------------------------------------------------------- construction
     @classmethod
     def default_preprocessing(cls, meta: dict[str, Any], x: np.ndarray) -> Preprocessor:
-        """Shower normalization for calorimeter data, standardization otherwise."""
-        if meta.get("simulator") == "calorimeter":
-            import simulators
-
-            sim = simulators.get("calorimeter", **meta.get("simulator_config", {}))
-            return ShowerPreprocessing(
-                layer_sizes_of(sim), threshold=sim.config.get("threshold_mev")
-            )
-        return Standardize()
+        """The preprocessing for this family and data (see
+        :func:`~surrogates.preprocessing.default_preprocessing`)."""
+        return default_preprocessing(meta, x.shape[1:])
 
     @classmethod
     def for_dataset(
@@ -207,34 +217,32 @@ class Surrogate:
     def _batches(
         self, data: Any, val_data: Any, config: TrainConfig, val_fraction: float, split_seed: int
     ) -> tuple[Any, Any]:
-        bs = config.batch_size
+        bs, vbs = config.batch_size, validation_batch_size(config.batch_size)
         if isinstance(data, (tuple, list)):
             theta, x = _tensor(data[0]), _tensor(data[1])
             if val_data is None and val_fraction > 0:
-                g = torch.Generator().manual_seed(split_seed)
-                perm = torch.randperm(len(theta), generator=g)
-                n_val = max(1, round(val_fraction * len(theta)))
-                val_data = (theta[perm[:n_val]], x[perm[:n_val]])
-                theta, x = theta[perm[n_val:]], x[perm[n_val:]]
+                ti, vi = split_indices(len(theta), val_fraction, split_seed)
+                val_data = (theta[vi], x[vi])
+                theta, x = theta[ti], x[ti]
             train = ArrayBatches(theta, x, batch_size=bs, seed=config.seed)
             val = None
             if val_data is not None:
-                val = ArrayBatches(_tensor(val_data[0]), _tensor(val_data[1]),
-                                   batch_size=max(bs, 4096), shuffle=False)  # fmt: skip
+                val = ArrayBatches(_tensor(val_data[0]), _tensor(val_data[1]), batch_size=vbs,
+                                   shuffle=False)  # fmt: skip
             return train, val
         from ..data import H5Batches
 
         path = getattr(data, "path", data)
         kw = {"val_fraction": val_fraction, "split_seed": split_seed}
         train = H5Batches(path, split="train", batch_size=bs, seed=config.seed, **kw)
-        val = H5Batches(path, split="val", batch_size=max(bs, 4096), shuffle=False, **kw)
+        val = H5Batches(path, split="val", batch_size=vbs, shuffle=False, **kw)
         if val_data is not None:
-            val = ArrayBatches(_tensor(val_data[0]), _tensor(val_data[1]),
-                               batch_size=max(bs, 4096), shuffle=False)  # fmt: skip
+            val = ArrayBatches(_tensor(val_data[0]), _tensor(val_data[1]), batch_size=vbs,
+                               shuffle=False)  # fmt: skip
         return train, (val if val_fraction > 0 or val_data is not None else None)
 
     # --------------------------------------------------------------- inference
-    def to(self, device: str | torch.device) -> Surrogate:
+    def to(self, device: str | torch.device) -> Self:
         """Moves the model to ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``); returns ``self``."""
         self.device = resolve_device(device)
         self.net.to(self.device)
@@ -292,44 +300,14 @@ class Surrogate:
         return {"arch": self.arch, "seed": self.seed, "meta": self.meta,
                 "preprocessing": self.pre.to_dict()}  # fmt: skip
 
-    def save(self, directory: str | os.PathLike) -> str:
-        """Writes ``model.safetensors`` and ``model.json`` atomically; returns the weights' hash."""
-        self.checkpoint_hash = save_model(
-            directory,
-            model_type=self.model_type,
-            config=self.config(),
-            state_dict=self.net.state_dict(),
-        )
-        self.run_dir = str(Path(directory).resolve())
-        return self.checkpoint_hash
-
     @classmethod
-    def load(
-        cls, directory: str | os.PathLike, *, device: str | torch.device = "auto"
-    ) -> Surrogate:
-        """Loads a model saved by :meth:`save` (safetensors + JSON; no pickle).
+    def from_config(cls, config: dict[str, Any]) -> Self:
+        """An untrained model (on the CPU) of the configuration :meth:`config` returned."""
+        pre = from_dict(config["preprocessing"])
+        return cls(pre, meta=config["meta"], seed=config["seed"], device="cpu", **config["arch"])
 
-        Raises:
-            CheckpointError: missing/truncated files, another model type or format version.
-        """
-        config, state = load_model(directory, model_type=cls.model_type)
-        try:
-            pre = from_dict(config["preprocessing"])
-            model = cls(
-                pre, meta=config["meta"], seed=config["seed"], device="cpu", **config["arch"]
-            )
-            model.net.load_state_dict(state)
-        except (KeyError, TypeError, RuntimeError, ValueError) as exc:
-            msg = str(exc).splitlines()[0]
-            raise CheckpointError(
-                f"{directory}: checkpoint does not match this model ({msg})"
-            ) from None
-        model.to(device)
-        model.run_dir = str(Path(directory).resolve())
-        from ..checkpoint import read_meta
-
-        model.checkpoint_hash = read_meta(directory)["weights_sha256"]
-        return model
+    def weights(self) -> nn.Module:
+        return self.net
 
     def as_simulator(self) -> SurrogateSimulator:
         """This model behind the :class:`simulators.Simulator` interface (see

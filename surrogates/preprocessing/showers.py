@@ -1,0 +1,187 @@
+r"""Preprocessing of calorimeter showers: CaloFlow-style energy normalization.
+
+:class:`ShowerPreprocessing` follows Krause & Shih (2021, arXiv:2106.05285). With incident energy
+:math:`E` and layer energies :math:`E_0, \dots, E_{L-1}`:
+
+.. math::
+    u_0 = \frac{\sum_k E_k}{s E}, \qquad
+    u_k = \frac{E_{k-1}}{\sum_{j \ge k-1} E_j} \ (k = 1, \dots, L-1), \qquad
+    v_{k,j} = \frac{x_{k,j}}{E_k},
+
+every fraction then mapped by :math:`\mathrm{logit}(\epsilon + (1 - 2\epsilon) f)` with
+:math:`\epsilon = 10^{-6}` and standardized. Voxels below the readout threshold
+:math:`\delta` (zeros) are first dequantized to :math:`0.999 \delta \cdot U(0, 1)`; on the way
+back everything below :math:`0.9995 \delta` is set to zero (margins for round-off), so
+``inverse(forward(x)) == x`` exactly (in float64) for data whose non-zero voxels are all
+:math:`\ge \delta`. The feature vector holds :math:`L + n_\text{voxels}` numbers for
+:math:`n_\text{voxels}` data values (the voxel fractions of a layer sum to one), so it is *not*
+a bijection: ``log_prob`` of a shower model is the density of the normalized features, and
+samples renormalize each layer's fractions. The condition is the standardized log E.
+
+Example:
+    >>> import torch
+    >>> x = torch.rand(50, 6).double() + 0.1
+    >>> e = 2 * x.sum(1, keepdim=True)
+    >>> pre = ShowerPreprocessing([2, 4], threshold=0.1).fit(x, e)
+    >>> y, _ = pre.forward(x, e)
+    >>> torch.allclose(pre.inverse(y, e), x)
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .base import LOGIT_EPS, Preprocessor, _as, _logit, _std, _unlogit
+
+__all__ = ["ShowerPreprocessing", "layer_sizes_of"]
+
+
+def layer_sizes_of(sim: Any) -> list[int]:
+    """Voxels per layer of a calorimeter simulator (from ``sim.geometry.layer_slices``).
+
+    Layers without voxels are left out: they carry no feature.
+
+    Args:
+        sim: a calorimeter simulator (``simulators.get("calorimeter", ...)``).
+    """
+    sizes = []
+    for s in sim.geometry.layer_slices:
+        start, stop = (s.start, s.stop) if isinstance(s, slice) else (s[0], s[1])
+        if stop > start:  # layers without voxels carry no feature
+            sizes.append(int(stop - start))
+    return sizes
+
+
+class ShowerPreprocessing(Preprocessor):
+    r"""CaloFlow-style normalization of calorimeter showers (see the module notes).
+
+    Args:
+        layer_sizes: voxels per layer, in the order of the shower vector.
+        threshold: readout threshold δ in the units of x (MeV); ``None`` fits it as the smallest
+            non-zero voxel value of the training data.
+        eps: ε of the logit.
+        energy_scale: s in :math:`u_0 = \sum_k E_k / (s E)`; ``None`` fits it as 1.5 times the
+            largest deposited fraction seen in training, so :math:`u_0 < 1` leaves headroom.
+
+    Features: ``[u_0, ..., u_{L-1}, v_{0,0}, ..., v_{L-1,n-1}]``; :attr:`split` = L, so a
+    two-stage model learns the layer energies first and the voxels given them.
+    """
+
+    kind = "shower"
+    bijective = False
+
+    def __init__(
+        self,
+        layer_sizes: Sequence[int],
+        threshold: float | None = None,
+        eps: float = LOGIT_EPS,
+        energy_scale: float | None = None,
+    ):
+        self.layer_sizes = [int(n) for n in layer_sizes]
+        if not self.layer_sizes or min(self.layer_sizes) < 1:
+            raise ValueError("layer_sizes must be a non-empty list of positive voxel counts")
+        self.threshold, self.eps, self.energy_scale = threshold, float(eps), energy_scale
+        self.n_layers, self.n_voxels = len(self.layer_sizes), sum(self.layer_sizes)
+        self.features, self.context, self.split = self.n_layers + self.n_voxels, 1, self.n_layers
+        self.mean = self.std = torch.zeros(0)
+        self.theta_mean, self.theta_std = 0.0, 1.0
+        # layer index of every voxel
+        self._layer_of = torch.repeat_interleave(
+            torch.arange(self.n_layers), torch.tensor(self.layer_sizes)
+        )
+
+    def _layer_sum(self, x: Tensor) -> Tensor:
+        out = torch.zeros(len(x), self.n_layers, dtype=x.dtype, device=x.device)
+        return out.index_add_(1, self._layer_of.to(x.device), x)
+
+    def _dequantize(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        u = torch.rand(x.shape, generator=generator, dtype=x.dtype)
+        # noise in [0, 0.999 δ) and the cut at 0.9995 δ leave margins for round-off both ways
+        return torch.where(x > 0, x, 0.999 * self.threshold * u.to(x.device))
+
+    def _fractions(self, x: Tensor, theta: Tensor) -> Tensor:
+        """Energy fractions in [0, 1], shape (N, L + n_voxels), of dequantized showers."""
+        e_layer = self._layer_sum(x)
+        # E_k / sum_{j >= k} E_j: reverse cumulative sums
+        tail = torch.flip(torch.cumsum(torch.flip(e_layer, [1]), 1), [1])
+        u0 = tail[:, :1] / (self.energy_scale * theta[:, :1])
+        u = e_layer[:, :-1] / tail[:, :-1]
+        v = x / e_layer[:, self._layer_of.to(x.device)]
+        return torch.cat([u0, u, v], dim=1)
+
+    def fit(self, x, theta, *, generator=None):
+        x, theta = x.double().flatten(1), theta.double()
+        if x.shape[1] != self.n_voxels:
+            raise ValueError(
+                f"showers have {x.shape[1]} voxels, layer_sizes sum to {self.n_voxels}"
+            )
+        if self.threshold is None:
+            pos = x[x > 0]
+            self.threshold = float(pos.min()) if len(pos) else 1e-6
+        xq = self._dequantize(x, generator)
+        if self.energy_scale is None:
+            ratio = xq.sum(dim=1) / theta[:, 0]
+            self.energy_scale = float(1.5 * ratio.max())
+        y, _ = _logit(self._fractions(xq, theta), self.eps)
+        self.mean, self.std = y.mean(dim=0), _std(y)
+        lt = torch.log(theta[:, 0])
+        self.theta_mean, self.theta_std = float(lt.mean()), float(_std(lt[:, None])[0])
+        return self
+
+    def forward(self, x, theta, *, generator=None):
+        x = self._dequantize(x.flatten(1), generator)
+        f = self._fractions(x, theta)
+        y, ladj = _logit(f, self.eps)
+        std = _as(self.std, y)
+        y = (y - _as(self.mean, y)) / std
+        return y, (ladj - torch.log(std)).sum(dim=1)
+
+    def inverse(self, y, theta):
+        f = _unlogit(y * _as(self.std, y) + _as(self.mean, y), self.eps)
+        L = self.n_layers
+        e_tot = f[:, 0] * self.energy_scale * theta[:, 0]
+        layers, rest = [], e_tot
+        for k in range(L - 1):
+            layers.append(f[:, 1 + k] * rest)
+            rest = rest - layers[-1]
+        layers.append(rest.clamp_min(0.0))
+        e_layer = torch.stack(layers, dim=1)
+        idx = self._layer_of.to(y.device)
+        v = f[:, L:]
+        norm = self._layer_sum(v)[:, idx]
+        # the voxel fractions of a layer sum to one (exactly so for data); renormalize samples
+        v = torch.where(norm > 0, v / norm.clamp_min(1e-300), 1.0 / _as(self._sizes(), v)[idx])
+        x = v * e_layer[:, idx]
+        return torch.where(x >= 0.9995 * self.threshold, x, torch.zeros_like(x))
+
+    def _sizes(self) -> Tensor:
+        return torch.tensor(self.layer_sizes, dtype=torch.float64)
+
+    def condition(self, theta):
+        return (torch.log(theta[:, :1]) - self.theta_mean) / self.theta_std
+
+    def to_dict(self):
+        return {
+            "kind": self.kind,
+            "layer_sizes": self.layer_sizes,
+            "threshold": self.threshold,
+            "eps": self.eps,
+            "energy_scale": self.energy_scale,
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "theta_mean": self.theta_mean,
+            "theta_std": self.theta_std,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ShowerPreprocessing:
+        self = cls(d["layer_sizes"], d["threshold"], d["eps"], d["energy_scale"])
+        self.mean = torch.tensor(d["mean"], dtype=torch.float64)
+        self.std = torch.tensor(d["std"], dtype=torch.float64)
+        self.theta_mean, self.theta_std = d["theta_mean"], d["theta_std"]
+        return self
