@@ -25,7 +25,7 @@ is the better estimate of an unloaded core. Best of the repetitions.
 
 Usage::
 
-    python benchmarks/bench_flow.py [--quick] [--device cpu|cuda]
+    python benchmarks/bench_flow.py [--quick] [--device cpu|cuda] [--training-only]
 """
 
 from __future__ import annotations
@@ -220,6 +220,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--training-only", action="store_true",
+                   help="only the training overhead against bare zuko (minutes)")  # fmt: skip
     args = p.parse_args()
     torch.set_num_threads(1)
     prov = provenance(modules=("torch", "zuko", "numpy"))
@@ -230,6 +232,8 @@ def main() -> None:
         f"{tr['bare_zuko_steps_per_s']:.1f} steps/s, overhead ratio {tr['overhead_ratio']:.3f} "
         "(target <= 1.10)"
     )
+    if args.training_only:
+        return
     sa = sampling(args.quick, args.device)
     print(f"sampling: photon showers, {sa['features']} flow features, {SHOWER_ARCH}")
     for mode, rates in sa["flow_showers_per_s"].items():
