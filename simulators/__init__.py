@@ -28,6 +28,7 @@ __all__ = [
     "SimulatorInputError",
     "UserError",
     "available",
+    "check_dataset",
     "generate",
     "get",
     "open_dataset",
@@ -40,7 +41,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     # The HDF5 layer imports h5py; load it only when used.
-    if name in ("Dataset", "open_dataset", "verify"):
+    if name in ("Dataset", "check_dataset", "open_dataset", "verify"):
         from . import dataset
 
         return getattr(dataset, name)

@@ -35,7 +35,10 @@ __all__ = [
     "SimulatorInputError",
     "UserError",
     "check_array",
+    "check_theta",
+    "outside_support",
     "parse_setting",
+    "prior_from_dict",
 ]
 
 
@@ -227,6 +230,70 @@ class Discrete(Prior):
         return {"type": "discrete", "values": self.values.tolist(), "probs": self.probs.tolist()}
 
 
+def prior_from_dict(d: dict[str, Any]) -> Prior:
+    """The prior that :meth:`Prior.to_dict` described (a Latin hypercube comes back as the
+    uniform box it covers: the same support and density).
+
+    Raises:
+        SimulatorInputError: an unknown ``type`` or missing/malformed arguments.
+    """
+    if not isinstance(d, dict):
+        raise SimulatorInputError(f"a prior is a JSON object with a type, got {d!r}")
+    kind = d.get("type")
+    try:
+        if kind in ("box_uniform", "latin_hypercube"):
+            return BoxUniform(d["low"], d["high"])
+        if kind == "log_uniform":
+            return LogUniform(d["low"], d["high"])
+        if kind == "normal":
+            return Normal(d["loc"], d["cov"])
+        if kind == "log_normal":
+            return LogNormal(d["loc"], d["scale"])
+        if kind == "discrete":
+            return Discrete(d["values"], d.get("probs"))
+    except (KeyError, TypeError, ValueError, np.linalg.LinAlgError) as exc:
+        if isinstance(exc, SimulatorInputError):
+            raise
+        raise SimulatorInputError(f"malformed {kind} prior ({type(exc).__name__}: {exc})") from None
+    raise SimulatorInputError(f"unknown prior type {kind!r}")
+
+
+def outside_support(prior: Prior, theta: Any) -> np.ndarray:
+    """Which rows of ``theta`` (N, P) lie outside the prior's support, shape (N,).
+
+    θ held in a lower precision than float64 (float32 files and tensors) is compared in that
+    precision at the bounds: a value that rounds to a bound counts as on it, so a float64 θ
+    inside the support stays inside once stored as float32.
+    """
+    t = np.asarray(theta)
+    t64 = t.astype(np.float64)
+    if t.dtype.kind == "f" and t.dtype.itemsize < 8:
+        with np.errstate(over="ignore"):
+            low, high = prior.low.astype(t.dtype), prior.high.astype(t.dtype)
+        t64 = np.where(t == low, prior.low, np.where(t == high, prior.high, t64))
+    return ~np.asarray(prior.contains(t64), dtype=bool).reshape(len(t64))
+
+
+def check_theta(theta: Any, prior: Prior, n_params: int | None, name: str = "theta") -> np.ndarray:
+    """Validates a batch of parameters against a prior: shape (N, P), finite, inside the
+    support; returns it as float64.
+
+    Raises:
+        SimulatorInputError: naming ``name``, the first offending row and the bounds.
+    """
+    arr = check_array(theta, name, shape=None if n_params is None else (None, n_params))
+    src = theta if isinstance(theta, np.ndarray) and theta.dtype.kind == "f" else arr
+    outside = outside_support(prior, np.asarray(src).reshape(arr.shape))
+    if outside.any():
+        i = int(np.argmax(outside))
+        lo, hi = prior.low.tolist(), prior.high.tolist()
+        raise SimulatorInputError(
+            f"{name} row {i} = {arr[i].tolist()} is outside the prior's support "
+            f"(low {lo}, high {hi})"
+        )
+    return arr
+
+
 def _coerce(key: str, text: str, default: Any) -> Any:
     try:
         value = json.loads(text)
@@ -249,9 +316,7 @@ def _coerce(key: str, text: str, default: Any) -> Any:
         return str(value) if not isinstance(value, (dict, list)) else value
     elif default is None or isinstance(default, (list, dict)):
         return value
-    raise SimulatorInputError(
-        f"{key}={text}: expected a value of type {type(default).__name__}"
-    )
+    raise SimulatorInputError(f"{key}={text}: expected a value of type {type(default).__name__}")
 
 
 def parse_setting(item: str, defaults: dict[str, Any]) -> tuple[str, Any]:
@@ -318,16 +383,7 @@ class Simulator(ABC):
 
     def check_theta(self, theta: Any) -> np.ndarray:
         """Validates a batch of parameters: shape (N, P), finite, inside the prior's support."""
-        theta = check_array(theta, "theta", shape=(None, len(self.param_names)))
-        inside = self.prior.contains(theta)
-        if not np.all(inside):
-            i = int(np.argmin(inside))
-            lo, hi = self.prior.low.tolist(), self.prior.high.tolist()
-            raise SimulatorInputError(
-                f"theta row {i} = {theta[i].tolist()} is outside the prior's support "
-                f"(low {lo}, high {hi})"
-            )
-        return theta
+        return check_theta(theta, self.prior, len(self.param_names))
 
     def simulate(self, theta: Any, rng: np.random.Generator) -> np.ndarray:
         """Simulates one output per row of ``theta``.

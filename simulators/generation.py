@@ -7,6 +7,14 @@ is written to ``PATH.parts/chunk-000123.h5`` and published by atomic rename; the
 assembled from verified parts under a temporary name and published by atomic rename, so a killed
 run loses at most the chunks in flight and never leaves a half-written file under the final name.
 
+Faults: the output location is checked before any work
+(:func:`simulators.outputs.check_output_location`). After the first finished chunk, the space the
+run still needs (the remaining parts plus the assembled file, projected from the compressed size of
+the finished parts) is compared with the free space of the target's file system, and the run stops
+with a :class:`~simulators.errors.UserError` when it does not fit. A full disk mid-run (``ENOSPC``)
+stops it the same way. Both keep the finished parts, so ``resume=True`` continues once there
+is room; a run that fails before its first chunk is finished leaves nothing behind.
+
 Example:
     >>> import simulators
     >>> sim = simulators.get("two_moons")
@@ -20,7 +28,9 @@ import hashlib
 import json
 import multiprocessing
 import os
+import re
 import shutil
+import signal
 import sys
 import uuid
 from collections.abc import Callable
@@ -32,8 +42,10 @@ from typing import Any
 import h5py
 import numpy as np
 
+from . import part_files
 from .base import Simulator, SimulatorInputError
 from .dataset import _JSON_ATTRS, FORMAT, FORMAT_VERSION, verify
+from .outputs import check_output_location, is_disk_full
 
 __all__ = ["default_chunk_size", "generate"]
 
@@ -56,6 +68,9 @@ def _package_version() -> str:
 
 
 def _limit_threads() -> None:
+    # Ctrl-C reaches the whole process group: the parent handles it (it lets the chunks in
+    # flight finish and exits with one line); a worker that took it would die with a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # One BLAS/OpenMP thread per worker, or K workers oversubscribe the cores.
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"
@@ -79,62 +94,13 @@ class _Job:
     compression: str
 
 
-def _storage(compression: str) -> dict[str, Any]:
-    """Filters of every ``theta``/``x`` dataset, parts and final file alike."""
-    kw: dict[str, Any] = {"compression": compression, "shuffle": True}
-    if compression == "gzip":
-        kw["compression_opts"] = 4
-    return kw
-
-
-def _create(f: h5py.File, name: str, shape: tuple, dtype: Any, chunk_rows: int, compression: str):
-    # maxshape None lets a part's single chunk be longer than its rows (the last, short chunk).
-    return f.create_dataset(
-        name,
-        shape,
-        dtype,
-        chunks=(chunk_rows, *shape[1:]),
-        maxshape=(None, *shape[1:]),
-        **_storage(compression),
-    )
-
-
-def _part_path(parts: Path, index: int) -> Path:
-    return parts / f"chunk-{index:06d}.h5"
-
-
 def _run_job(job: _Job) -> int:
     rng = np.random.default_rng(job.seed_seq)
     n = job.stop - job.start
     theta = job.sim.prior.sample(n, rng) if job.theta is None else job.theta
     x = job.sim.simulate(theta, rng)
-    final = _part_path(job.parts, job.index)
-    tmp = final.with_name(f"{final.name}.{uuid.uuid4().hex}.tmp")
-    # Compressed here, in parallel, with the final file's chunk shape and filters, so that the
-    # final assembly copies raw chunks and never recompresses.
-    with h5py.File(tmp, "w") as f:
-        dt = _create(f, "theta", (n, theta.shape[1]), np.float32, job.chunk_size, job.compression)
-        dt[...] = theta
-        dx = _create(f, "x", x.shape, x.dtype, job.chunk_size, job.compression)
-        dx[...] = x
-        f.attrs["index"] = job.index
-        f.attrs["rows"] = n
-    os.replace(tmp, final)
+    part_files.write(job.parts, job.index, theta, x, job.chunk_size, job.compression)
     return job.index
-
-
-def _part_ok(path: Path, rows: int, n_params: int, sim: Simulator, chunk_size: int) -> bool:
-    try:
-        with h5py.File(path, "r") as f:
-            return (
-                int(f.attrs["rows"]) == rows
-                and f["theta"].shape == (rows, n_params)
-                and f["x"].shape == (rows, *sim.x_shape)
-                and f["x"].dtype == np.dtype(sim.x_dtype)
-                and f["x"].chunks == (chunk_size, *sim.x_shape)
-            )
-    except (OSError, KeyError, ValueError):
-        return False
 
 
 def _spec(
@@ -216,8 +182,11 @@ def generate(
         The path of the published file.
 
     Raises:
-        SimulatorInputError: bad arguments, an existing output without ``overwrite``, or an
-            interrupted run that ``resume`` does not match.
+        SimulatorInputError: bad arguments, an output location that cannot be written, an
+            existing output without ``overwrite`` (all before any work), or an interrupted run
+            that ``resume`` does not match.
+        UserError: a projected size beyond the free space, or a full disk mid-run (the
+            finished parts are kept for ``resume``).
     """
     path = Path(path)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
@@ -237,23 +206,55 @@ def generate(
         theta = sim.check_theta(theta).astype(np.float32)
         if len(theta) != n:
             raise SimulatorInputError(f"theta has {len(theta)} rows but n = {n}")
-    if path.exists() and not overwrite:
-        raise SimulatorInputError(f"{path} exists; pass overwrite=True to replace it")
-    if not path.parent.exists():
-        raise SimulatorInputError(f"output folder {path.parent} does not exist")
+    check_output_location(path, kind="file", overwrite=overwrite)
+    n_chunks = -(-n // chunk_size)
 
     parts = path.with_name(path.name + ".parts")
     spec = _spec(sim, n, seed, chunk_size, theta, compression)
-    if parts.exists():
+    fresh = not os.path.lexists(parts)
+    if not fresh:
         if resume:
             _check_spec(parts, spec)
         elif overwrite:
-            shutil.rmtree(parts)
+            if parts.is_dir():
+                shutil.rmtree(parts)
+            else:
+                parts.unlink()
+            fresh = True
         else:
             raise SimulatorInputError(
                 f"an interrupted run exists at {parts}; pass resume=True to continue it "
                 "or overwrite=True to start over"
             )
+        _remove_stale_assemblies(path)
+    try:
+        _write_parts(sim, n, path, parts, spec, n_chunks, theta, workers, executor, progress)
+        meta = _meta(sim, n, seed, chunk_size, theta, attrs)
+        _assemble(path, parts, n_chunks, chunk_size, sim, meta, compression)
+    except BaseException as exc:
+        kept = len(part_files.finished(parts))
+        if fresh and not kept:  # nothing to resume: leave nothing behind
+            shutil.rmtree(parts, ignore_errors=True)
+        if is_disk_full(exc):
+            raise part_files.disk_full(path, parts, kept) from None
+        raise
+    shutil.rmtree(parts, ignore_errors=True)
+    return path
+
+
+def _write_parts(
+    sim: Simulator,
+    n: int,
+    path: Path,
+    parts: Path,
+    spec: dict,
+    n_chunks: int,
+    theta: np.ndarray | None,
+    workers: int,
+    executor: cf.Executor | None,
+    progress: bool | None,
+) -> None:
+    """Writes every missing part of ``parts``, checking free space after the first one."""
     parts.mkdir(exist_ok=True)
     spec_tmp = parts / f"spec.json.{uuid.uuid4().hex}.tmp"
     spec_tmp.write_text(json.dumps(spec, indent=1))
@@ -261,29 +262,57 @@ def generate(
     for stale in parts.glob("*.tmp"):
         stale.unlink(missing_ok=True)
 
-    n_chunks = -(-n // chunk_size)
-    seeds = np.random.SeedSequence(seed).spawn(n_chunks)
+    chunk_size, compression = spec["chunk_size"], spec["compression"]
+    seeds = np.random.SeedSequence(spec["seed"]).spawn(n_chunks)
     n_params = len(sim.param_names)
     todo = []
     done_rows = 0
     for i in range(n_chunks):
         start, stop = i * chunk_size, min(n, (i + 1) * chunk_size)
-        if _part_ok(_part_path(parts, i), stop - start, n_params, sim, chunk_size):
+        part = part_files.path_of(parts, i)
+        if part_files.part_ok(part, stop - start, n_params, sim, chunk_size):
             done_rows += stop - start
             continue
         sub = None if theta is None else theta[start:stop].astype(np.float64)
         todo.append(_Job(sim, i, start, stop, seeds[i], sub, parts, chunk_size, compression))
+    if done_rows:  # resuming: the finished parts already tell the size
+        part_files.check_free_space(path, parts, n_chunks)
 
     bar = _progress_bar(n, done_rows, f"{sim.name}", progress)
+    checked = bool(done_rows)
+
+    def done(job: _Job) -> None:
+        nonlocal checked
+        if bar is not None:
+            bar.update(job.stop - job.start)
+        if not checked:
+            checked = True
+            part_files.check_free_space(path, parts, n_chunks)
+
     try:
-        _run_jobs(
-            todo, workers, executor, lambda job: bar.update(job.stop - job.start) if bar else None
-        )
+        _run_jobs(todo, workers, executor, done)
     finally:
         if bar is not None:
             bar.close()
 
-    meta = {
+
+def _remove_stale_assemblies(path: Path) -> None:
+    """Removes ``.NAME.<hex>.tmp`` beside ``path``: an assembly killed before its rename."""
+    pattern = re.compile(re.escape(f".{path.name}.") + r"[0-9a-f]{32}\.tmp")
+    for p in path.parent.iterdir():
+        if pattern.fullmatch(p.name) and p.is_file():
+            p.unlink(missing_ok=True)
+
+
+def _meta(
+    sim: Simulator,
+    n: int,
+    seed: int,
+    chunk_size: int,
+    theta: np.ndarray | None,
+    attrs: dict[str, Any] | None,
+) -> dict[str, Any]:
+    return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "simulator": sim.name,
@@ -301,9 +330,6 @@ def generate(
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         **(attrs or {}),
     }
-    _assemble(path, parts, n_chunks, chunk_size, sim, meta, compression)
-    shutil.rmtree(parts, ignore_errors=True)
-    return path
 
 
 def _run_jobs(
@@ -320,11 +346,16 @@ def _run_jobs(
     if own:
         ctx = multiprocessing.get_context("spawn")
         executor = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_limit_threads)
+    futures: dict[cf.Future, _Job] = {}
     try:
         futures = {executor.submit(_run_job, job): job for job in jobs}
         for fut in cf.as_completed(futures):
             fut.result()
             done(futures[fut])
+    except BaseException:
+        for fut in futures:  # an executor we do not own (Dask) keeps running what we leave
+            fut.cancel()
+        raise
     finally:
         if own:
             executor.shutdown(wait=True, cancel_futures=True)
@@ -339,14 +370,25 @@ def _assemble(
     meta: dict[str, Any],
     compression: str,
 ) -> None:
+    """Copies the parts' raw chunks into the final file and publishes it.
+
+    Before each chunk the free space must still hold what is left to copy (the parts' sizes, an
+    upper bound) and a margin for the chunk index: HDF5 must never meet a full disk itself
+    (see :mod:`simulators.part_files`), so the copy stops cleanly, the parts kept, when the space
+    runs out.
+    """
     n = meta["n"]
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    sizes = [part_files.path_of(parts, i).stat().st_size for i in range(n_chunks)]
+    margin = 2**20 + 256 * n_chunks
     try:
         with h5py.File(tmp, "w") as f:
-            dt = _create(f, "theta", (n, len(sim.param_names)), np.float32, chunk_size, compression)
-            dx = _create(f, "x", (n, *sim.x_shape), sim.x_dtype, chunk_size, compression)
+            shape = (n, len(sim.param_names))
+            dt = part_files.create(f, "theta", shape, np.float32, chunk_size, compression)
+            dx = part_files.create(f, "x", (n, *sim.x_shape), sim.x_dtype, chunk_size, compression)
             for i in range(n_chunks):
-                with h5py.File(_part_path(parts, i), "r") as p:
+                part_files.check_room(path, parts, sum(sizes[i:]) + margin)
+                with h5py.File(part_files.path_of(parts, i), "r") as p:
                     for src, dst in ((p["theta"], dt), (p["x"], dx)):
                         zeros = (0,) * (src.ndim - 1)
                         mask, raw = src.id.read_direct_chunk((0, *zeros))

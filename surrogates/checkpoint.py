@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -52,6 +53,8 @@ __all__ = [
 FORMAT_VERSION = 1
 _FORMAT = "simsurrogates-model"
 WEIGHTS, CONFIG = "model.safetensors", "model.json"
+#: what every trainer checkpoint holds
+_STATE_KEYS = ("model", "optimizers", "generator", "counters", "config")
 
 
 class CheckpointError(UserError):
@@ -98,10 +101,36 @@ def save_model(
         "config": config,
     }
     directory = Path(directory)
+    try:  # strict JSON: NaN/Infinity are not JSON, and a model that holds them is broken
+        text = json.dumps(meta, indent=1, allow_nan=False)
+    except ValueError:
+        where = _nonfinite_key(config, "config") or "config"
+        raise CheckpointError(
+            f"{directory}: not saved: the model's {where} is NaN or infinite "
+            "(did training diverge, or the data hold NaN/inf?)"
+        ) from None
     atomic_write(directory / WEIGHTS, blob)
     # the JSON names the weights' hash, so a mismatched pair is detected on load
-    atomic_write(directory / CONFIG, json.dumps(meta, indent=1).encode())
+    atomic_write(directory / CONFIG, text.encode())
     return digest
+
+
+def _nonfinite_key(value: Any, where: str) -> str | None:
+    """The path (``config.preprocessing.mean[3]``) of the first non-finite number in ``value``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where
+    items = value.items() if isinstance(value, dict) else None
+    if isinstance(value, (list, tuple)):
+        items = ((f"[{i}]", v) for i, v in enumerate(value))
+    for key, v in items or ():
+        sub = f"{where}{key}" if str(key).startswith("[") else f"{where}.{key}"
+        if (found := _nonfinite_key(v, sub)) is not None:
+            return found
+    return None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"holds {name}, which is not JSON")
 
 
 def read_meta(directory: str | os.PathLike) -> dict[str, Any]:
@@ -110,9 +139,11 @@ def read_meta(directory: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{directory}: no saved model here (missing {CONFIG})")
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(path.read_text(), parse_constant=_no_constant)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path}: unreadable or truncated JSON ({exc})") from None
+    except ValueError as exc:  # from _no_constant
+        raise CheckpointError(f"{path}: {exc}; the model is broken, retrain it") from None
     if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
         raise CheckpointError(f"{path}: not a simsurrogates model file")
     if meta.get("format_version") != FORMAT_VERSION:
@@ -145,8 +176,10 @@ def load_model(
         raise CheckpointError(f"{wpath}: weights are truncated or do not match {CONFIG}")
     try:
         tensors = st_load(blob)
-    except Exception as exc:  # safetensors raises its own error types
-        raise CheckpointError(f"{wpath}: unreadable weights ({exc})") from None
+    except Exception:  # safetensors raises its own error types; the message is ours
+        raise CheckpointError(
+            f"{wpath}: not a readable safetensors file (corrupted, or written by another program)"
+        ) from None
     return meta["config"], tensors
 
 
@@ -170,11 +203,16 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{path}: no trainer checkpoint")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt files
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"{path}: unreadable trainer checkpoint ({msg})") from None
+    except Exception:  # torch's messages advise weights_only=False: never pass them on
+        raise CheckpointError(
+            f"{path}: not a readable trainer checkpoint (truncated, corrupted, or holding more "
+            "than tensors and plain data); delete it to start the run again"
+        ) from None
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: trainer checkpoint of another format version")
+    missing = [k for k in _STATE_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: trainer checkpoint lacks {', '.join(missing)}")
     return state
 
 

@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from simulators.base import SimulatorInputError
-from simulators.dataset import open_dataset
+from simulators.dataset import finite_rows, open_dataset
 
 __all__ = ["H5Batches", "Split", "load_arrays", "split_mask"]
 
@@ -55,10 +55,6 @@ def _check_split(split: str, val_fraction: float) -> None:
         raise SimulatorInputError(f"val_fraction must be in [0, 1), got {val_fraction}")
 
 
-def _valid_rows(theta: np.ndarray, x: np.ndarray) -> np.ndarray:
-    return np.isfinite(theta).all(axis=1) & np.isfinite(x.reshape(len(x), -1)).all(axis=1)
-
-
 def load_arrays(
     path: str | os.PathLike,
     *,
@@ -74,7 +70,7 @@ def load_arrays(
         for i, (theta, x) in enumerate(data.iter_chunks()):
             keep = split_mask(i, len(theta), split, val_fraction, split_seed)
             if drop_invalid:
-                keep &= _valid_rows(theta, x)
+                keep &= finite_rows(theta, x)
             thetas.append(theta[keep])
             xs.append(x[keep])
     return np.concatenate(thetas), np.concatenate(xs)
@@ -170,7 +166,7 @@ class H5Batches(IterableDataset):
         x = dx[start:stop]
         keep = split_mask(i, len(theta), self.split, self.val_fraction, self.split_seed)
         if self.drop_invalid:
-            keep &= _valid_rows(theta, x)
+            keep &= finite_rows(theta, x)
         if keep.all():
             return theta, x
         return theta[keep], x[keep]

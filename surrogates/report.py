@@ -7,7 +7,9 @@ named in the files' metadata, and writes into one folder:
 * ``metrics.json``: every number, with the settings that produced it;
 * one PNG per figure;
 * ``report.html``: a single self-contained page (figures embedded as base64, no scripts, no
-  external resources) that opens in any browser without a server.
+  external resources) that opens in any browser without a server;
+* ``report_manifest.json``: the list of these files, so that ``overwrite=True`` replaces them
+  and nothing else (the folder is built beside its destination and swapped in whole).
 
 Metrics by simulator:
 
@@ -44,13 +46,21 @@ import numpy as np
 
 import simulators
 from simulators.base import SimulatorInputError
+from simulators.outputs import check_output_location
 
 from . import metrics as M
+from .report_folder import building, check_names
 from .report_html import write_html
 
 __all__ = ["evaluate"]
 
 REPORT_VERSION = 1
+#: the figures each kind of report writes (a file of the user's under one of these names is refused)
+FIGURES = {
+    "calorimeter": ("average_shower_reference.png", "average_shower_candidate.png", "features.png"),
+    "nbody": ("power_spectra.png", "fields.png", "pixel_peaks.png"),
+    "generic": ("x_histograms.png", "x_corner.png"),
+}
 #: at most this many field cells per file are read for N-body statistics (float64: 400 MB)
 _MAX_FIELD_CELLS = 50_000_000
 
@@ -73,19 +83,6 @@ def _finite_rows(*arrays: np.ndarray) -> np.ndarray:
     for a in arrays:
         ok &= np.all(np.isfinite(a.reshape(len(a), -1)), axis=1)
     return ok
-
-
-def _prepare_out(out_dir: Path, overwrite: bool) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise SimulatorInputError(f"{out_dir} exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()):
-        if not overwrite:
-            raise SimulatorInputError(f"{out_dir} is not empty; pass overwrite=True to replace it")
-        for name in ("metrics.json", "report.html"):
-            (out_dir / name).unlink(missing_ok=True)
-        for png in out_dir.glob("*.png"):
-            png.unlink()
-    out_dir.mkdir(parents=True, exist_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,23 +339,28 @@ def evaluate(
     Args:
         reference: the reference dataset file (usually simulator output).
         candidate: the file to judge (a surrogate sample, or a second simulator run).
-        out_dir: output folder; must be empty or absent unless ``overwrite``.
+        out_dir: output folder; must be empty or absent unless ``overwrite``. The report is built
+            in a temporary sibling folder and swapped in whole (:mod:`surrogates.report_folder`),
+            so a kill leaves the earlier report or the new one.
         seed: seeds every classifier and permutation test.
         device: torch device for the classifiers (``"auto"``, ``"cpu"``, ``"cuda"``).
         max_samples: use at most the first this many rows of each file (N-body files are also
             limited to 5·10⁷ field cells).
-        overwrite: replace an earlier report in ``out_dir``.
+        overwrite: replace an earlier report in ``out_dir``: only the files its manifest lists;
+            a user's other files there stay.
 
     Returns:
         The dictionary written to ``metrics.json``.
 
     Raises:
-        SimulatorInputError: unreadable files, incompatible shapes or simulators, non-empty
-            ``out_dir`` without ``overwrite``.
+        SimulatorInputError: unreadable files, incompatible shapes or simulators.
+        UserError: ``out_dir`` cannot be written, is not empty without ``overwrite``, or holds a
+            file of the user's under a report file's name; the disk filled up.
     """
     out = Path(out_dir)
     if max_samples < 2:
         raise SimulatorInputError("max_samples must be at least 2")
+    check_output_location(out, kind="folder", overwrite=overwrite)  # before any work
     t_start = time.perf_counter()
     with simulators.open_dataset(reference) as ref, simulators.open_dataset(candidate) as cand:
         base_r, cfg_r = _base_simulator(ref.meta)
@@ -376,51 +378,56 @@ def evaluate(
         if base_r == "nbody":  # whole boxes: bound the memory, not the number of rows
             n = min(n, max(2, _MAX_FIELD_CELLS // max(int(np.prod(ref.x_shape)), 1)))
         need = 2 if base_r == "nbody" else 20  # classifiers need a few rows per fold
+        for ds in (ref, cand):
+            if len(ds) < need:
+                raise SimulatorInputError(
+                    f"{ds.path} holds {len(ds)} rows; a report needs at least {need} in each file"
+                )
         if n < need:
             raise SimulatorInputError(f"need at least {need} rows in each file, got {n}")
-        _prepare_out(out, overwrite)
+        kind = base_r if base_r in ("calorimeter", "nbody") else "generic"
+        check_names(out, ("metrics.json", "report.html", *FIGURES[kind]))
         theta_r, x_r = _load(ref, n)
         theta_c, x_c = _load(cand, n)
         meta_r, meta_c = ref.meta, cand.meta
         names = ref.param_names
 
-    conditions = _conditions(theta_r, theta_c, names)
-    conditions["simulator_config_differs"] = cfg_r != cfg_c
-    figures: list[tuple[str, Path]] = []
-    if base_r == "calorimeter":
-        sim = simulators.get(base_r, **cfg_r)
-        kind = "calorimeter"
-        results = _calorimeter(theta_r, x_r, theta_c, x_c, sim, out, seed, device, figures)
-    elif base_r == "nbody":
-        kind = "nbody"
-        results = _nbody(theta_r, x_r, theta_c, x_c, cfg_r, conditions["matched"], out, figures)
-    else:
-        kind = "generic"
-        results = _generic(theta_r, x_r, theta_c, x_c, out, seed, device, figures)
-    try:
-        base_sim = simulators.get(base_r, **cfg_r)
-    except Exception:  # a user simulator not registered in this process
-        base_sim = None
-    speed = _speed(meta_c, base_sim, theta_c, seed) if base_sim is not None else None
+    with building(out) as tmp:  # swapped in whole when complete; see report_folder
+        conditions = _conditions(theta_r, theta_c, names)
+        conditions["simulator_config_differs"] = cfg_r != cfg_c
+        figures: list[tuple[str, Path]] = []
+        if kind == "calorimeter":
+            sim = simulators.get(base_r, **cfg_r)
+            results = _calorimeter(theta_r, x_r, theta_c, x_c, sim, tmp, seed, device, figures)
+        elif kind == "nbody":
+            matched = conditions["matched"]
+            results = _nbody(theta_r, x_r, theta_c, x_c, cfg_r, matched, tmp, figures)
+        else:
+            results = _generic(theta_r, x_r, theta_c, x_c, tmp, seed, device, figures)
+        try:
+            base_sim = simulators.get(base_r, **cfg_r)
+        except Exception:  # a user simulator not registered in this process
+            base_sim = None
+        speed = _speed(meta_c, base_sim, theta_c, seed) if base_sim is not None else None
 
-    summary: dict[str, Any] = {
-        "report_version": REPORT_VERSION,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "reference": {"path": str(reference), "meta": meta_r},
-        "candidate": {"path": str(candidate), "meta": meta_c},
-        "simulator": base_r,
-        "kind": kind,
-        "n": n,
-        "seed": seed,
-        "conditions": conditions,
-        "metrics": results,
-        "speed": speed,
-        "figures": [p.name for _, p in figures],
-        "seconds": round(time.perf_counter() - t_start, 2),
-    }
-    text = json.dumps(_finite(summary), indent=2, default=_json_default, allow_nan=False)
-    (out / "metrics.json").write_text(text + "\n")
-    write_html(summary, figures, out / "report.html")
+        summary: dict[str, Any] = {
+            "report_version": REPORT_VERSION,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "reference": {"path": str(reference), "meta": meta_r},
+            "candidate": {"path": str(candidate), "meta": meta_c},
+            "simulator": base_r,
+            "kind": kind,
+            "n": n,
+            "seed": seed,
+            "conditions": conditions,
+            "metrics": results,
+            "speed": speed,
+            "figures": [p.name for _, p in figures],
+            "seconds": round(time.perf_counter() - t_start, 2),
+        }
+        text = json.dumps(_finite(summary), indent=2, default=_json_default, allow_nan=False)
+        (tmp / "metrics.json").write_text(text + "\n")
+        write_html(summary, figures, tmp / "report.html")
     return summary
 
 

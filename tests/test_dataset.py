@@ -232,11 +232,20 @@ def test_spec_json_records_the_run(tmp_path):
     out = tmp_path / "a.h5"
     parts = tmp_path / "a.h5.parts"
 
-    class Stop(Noisy):
+    class Stop(Noisy):  # fails in its second chunk: the first is kept for resume
+        calls = 0
+
         def _simulate(self, theta, rng):
-            raise RuntimeError("stop")
+            Stop.calls += 1
+            if Stop.calls > 1:
+                raise RuntimeError("stop")
+            return super()._simulate(theta, rng)
 
     with pytest.raises(RuntimeError):
-        simulators.generate(Stop(), 10, out, seed=1)
+        simulators.generate(Stop(), 10, out, seed=1, chunk_size=5)
     spec = json.loads((parts / "spec.json").read_text())
     assert spec["seed"] == 1 and spec["n"] == 10 and spec["simulator"] == "test_noisy"
+    # a run that fails before its first chunk is finished leaves nothing behind
+    with pytest.raises(RuntimeError):
+        simulators.generate(Stop(), 10, tmp_path / "b.h5", seed=1, chunk_size=5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5.parts"]

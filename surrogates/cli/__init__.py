@@ -26,7 +26,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 #: library messages name keyword arguments; on the command line they are these flags
-_FLAGS = {"overwrite=True": "--overwrite", "resume=True": "--resume"}
+_FLAGS = {"overwrite=True": "--overwrite", "resume=True": "--resume",
+          "drop_nonfinite=True": "--drop-nonfinite"}  # fmt: skip
 
 
 def _as_flags(message: str) -> str:

@@ -8,6 +8,7 @@ writes the evaluation report comparing the two.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -23,6 +24,9 @@ DEFAULT = {
     "batch_size": 256,
 }
 QUICK = {**DEFAULT, "n_train": 2000, "n_test": 1000, "max_steps": 60}
+#: what the demo writes into --out; --overwrite removes these and nothing else
+ENTRIES = ("train.h5", "test.h5", "generated.h5", "flow", "report", "train.h5.parts",
+           "test.h5.parts", "generated.h5.parts")  # fmt: skip
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -48,19 +52,24 @@ def _step(text: str) -> float:
 def run(args: argparse.Namespace) -> int:
     import shutil
 
+    from simulators.outputs import check_output_location
+
+    out: Path = args.out
+    check_output_location(out, kind="folder", overwrite=args.overwrite, parents=True)
+
     import numpy as np
 
     import simulators
-    from simulators.base import SimulatorInputError
     from surrogates import Flow
     from surrogates.report import evaluate
 
     cfg = QUICK if args.quick else DEFAULT
-    out: Path = args.out
-    if out.exists() and any(out.iterdir()):
-        if not args.overwrite:
-            raise SimulatorInputError(f"{out} is not empty; pass --overwrite to replace it")
-        shutil.rmtree(out)
+    for name in ENTRIES:  # --overwrite: the demo's own outputs go, anything else in --out stays
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            path.unlink()
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     sim = simulators.get(cfg["simulator"], **cfg["config"])

@@ -35,7 +35,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="use at most the first N rows of each file (default 20000)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier report in --out")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier report in --out (only its files; others in --out stay)",
+    )
     p.set_defaults(run=run)
 
 

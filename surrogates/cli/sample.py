@@ -30,17 +30,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(bfloat16: about 6x faster on CPUs with AMX/AVX-512-BF16; see the README)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import simulators
+    from simulators.dataset import check_dataset
+    from simulators.outputs import check_output_location
 
     from ..checkpoint import read_meta
     from ..models import registry
 
+    check_output_location(args.out, kind="file", overwrite=args.overwrite or args.resume)
     meta = read_meta(args.run_dir)
+    check_dataset(args.like, "file")  # the input gate: the reference file, before any work
     name = meta.get("model_type")
     if name not in registry.FAMILIES:
         raise SimulatorInputError(f"{args.run_dir} holds an unknown model type {name!r}")
@@ -64,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     attrs = {"surrogate_run": str(args.run_dir), "like": str(args.like),
              "like_simulator": json.dumps(like_meta.get("simulator"))}  # fmt: skip
     simulators.generate(sim, n, args.out, seed=args.seed, theta=theta, overwrite=args.overwrite,
-                        progress=None if not args.no_progress else False, attrs=attrs)  # fmt: skip
+                        resume=args.resume, progress=None if not args.no_progress else False,
+                        attrs=attrs)  # fmt: skip
     print(f"wrote {n} rows sampled from {args.run_dir} to {args.out}")
     return 0

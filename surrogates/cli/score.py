@@ -57,44 +57,53 @@ def run(args: argparse.Namespace) -> int:
 
     import simulators
     from simulators.base import SimulatorInputError
+    from simulators.outputs import check_output_location, is_disk_full
 
     from ..anomaly import AnomalyDetector
     from ..models.flows import Flow
 
-    if args.out.exists() and not args.overwrite:
-        raise SimulatorInputError(f"{args.out} exists; pass --overwrite to replace it")
-    if not args.out.parent.is_dir():
-        raise SimulatorInputError(f"output folder {args.out.parent} does not exist")
+    check_output_location(args.out, kind="file", overwrite=args.overwrite)  # before any work
     model = Flow.load(args.run_dir, device=args.device)
     if args.stage is not None and model.arch["kind"] != "two_stage":
         raise SimulatorInputError(f"--stage needs a two_stage flow; {args.run_dir} holds a "
                                   f"{model.arch['kind']} flow")  # fmt: skip
 
-    def read(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    def read(path: Path, flag: str) -> tuple[np.ndarray, np.ndarray]:
         with simulators.open_dataset(path) as data:
             if list(data.x_shape) != list(model.meta.get("x_shape", data.x_shape)):
                 raise SimulatorInputError(
                     f"{path}: x has shape {data.x_shape}, the model expects "
                     f"{tuple(model.meta['x_shape'])}"
                 )
+            if len(data) == 0:
+                raise SimulatorInputError(f"{flag} {path} holds no rows")
             return data.theta[...], data.x[...]
 
-    theta, x = read(args.data)
+    theta, x = read(args.data, "--data")
     detector = AnomalyDetector(model, stage=args.stage, neighbours=args.neighbours)
     scores = detector.score(x, theta)
     columns, header = [np.arange(len(scores)), scores], "row,score"
     if args.ref is not None:
-        theta_ref, x_ref = read(args.ref)
+        theta_ref, x_ref = read(args.ref, "--ref")
         detector.calibrate(x_ref, theta_ref)
         columns.append(detector.p_values(x, theta))
         header += ",p_value"
     tmp = args.out.with_name(f".{args.out.name}.{uuid.uuid4().hex}.tmp")
     fmt = ["%d", "%.6g"] + ["%.6g"] * (len(columns) - 2)
-    np.savetxt(tmp, np.column_stack(columns), delimiter=",", header=header, comments="", fmt=fmt)
-    os.replace(tmp, args.out)
+    try:
+        np.savetxt(tmp, np.column_stack(columns), delimiter=",", header=header, comments="",
+                   fmt=fmt)  # fmt: skip
+        os.replace(tmp, args.out)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        raise SimulatorInputError(f"no space left on the device of {args.out}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
     finite = scores[np.isfinite(scores)]
+    median = f"{np.median(finite):.2f}" if len(finite) else "n/a (no finite score)"
     print(
-        f"wrote {args.out}: {len(scores):,} events, median score {np.median(finite):.2f}"
+        f"wrote {args.out}: {len(scores):,} events, median score {median}"
         + (f", {np.mean(columns[2] < 0.01):.1%} with p < 0.01" if args.ref is not None else "")
     )
     return 0

@@ -42,12 +42,87 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def load_recipe(path: Path) -> dict[str, Any]:
-    """Reads a recipe; a relative ``out`` is relative to the recipe's folder."""
+def _type_name(value: Any) -> str:
+    return {str: "a string", bool: "a boolean", int: "an integer", float: "a number",
+            dict: "a table", list: "an array"}.get(type(value), type(value).__name__)  # fmt: skip
+
+
+def _check_types(path: Path, recipe: dict[str, Any]) -> None:
+    """One line naming the key for a value of the wrong type or range."""
+
+    def bad(key: str, want: str) -> SimulatorInputError:
+        value = recipe[key]
+        return SimulatorInputError(
+            f"recipe {path}: {key} must be {want}, got {value!r} ({_type_name(value)})"
+        )
+
+    def integer(key: str, low: int) -> None:
+        value = recipe.get(key)
+        if key in recipe and (type(value) is not int or value < low):
+            raise bad(key, f"an integer ≥ {low}")
+
+    for key in ("simulator", "out"):
+        if key in recipe and (not isinstance(recipe[key], str) or not recipe[key]):
+            raise bad(key, "a non-empty string")
+    integer("n", 1)
+    integer("seed", 0)
+    integer("chunk_size", 1)
+    if "compression" in recipe and recipe["compression"] not in ("gzip", "lzf"):
+        raise bad("compression", '"gzip" or "lzf"')
+    if "config" in recipe and not isinstance(recipe["config"], dict):
+        raise bad("config", "a table of simulator settings ([config])")
+
+
+def _check_setting(path: Path, key: str, value: Any, defaults: dict[str, Any]) -> None:
+    """A ``[config]`` value must have its default's type (an integer passes for a float)."""
+    if key not in defaults or defaults[key] is None:
+        return  # an unknown key is the simulator's to name, with the known ones
+    default = defaults[key]
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = type(value) is int
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise SimulatorInputError(
+            f"recipe {path}: config.{key} must be {_type_name(default)} like its default "
+            f"{default!r}, got {value!r} ({_type_name(value)})"
+        )
+
+
+def _resolve_out(path: Path, out: str) -> Path:
+    """The recipe's ``out`` inside the recipe's folder; an absolute or escaping path is refused."""
+    folder = path.parent
+    where = f"recipe {path}: out = {out!r}"
+    if Path(out).is_absolute():
+        raise SimulatorInputError(
+            f"{where} is an absolute path; a recipe writes inside its own folder "
+            "(give a relative path, or --out)"
+        )
+    resolved = (folder / out).resolve()
+    if not resolved.is_relative_to(folder.resolve()):
+        raise SimulatorInputError(
+            f"{where} points outside the recipe's folder {folder}; give a path inside it, or --out"
+        )
+    return folder / out
+
+
+def load_recipe(path: Path, *, with_out: bool = True) -> dict[str, Any]:
+    """Reads and checks a recipe.
+
+    A relative ``out`` is resolved in the recipe's folder; an absolute one, or one that leaves the
+    folder (``../x.h5``, a symbolic link pointing out), is refused. ``with_out=False`` (the command
+    line gave ``--out``) drops the recipe's ``out`` unresolved.
+    """
     try:
         recipe = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise SimulatorInputError(f"recipe {path} does not exist") from None
+    except IsADirectoryError:
+        raise SimulatorInputError(f"recipe {path} is a folder, not a TOML file") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise SimulatorInputError(f"recipe {path} is not valid TOML: {exc}") from None
     unknown = sorted(set(recipe) - _RECIPE_KEYS)
@@ -55,8 +130,12 @@ def load_recipe(path: Path) -> dict[str, Any]:
         raise SimulatorInputError(f"recipe {path}: unknown key(s) {', '.join(unknown)}")
     if "simulator" not in recipe:
         raise SimulatorInputError(f"recipe {path} names no simulator")
+    _check_types(path, recipe)
     if "out" in recipe:
-        recipe["out"] = path.parent / recipe["out"]
+        if with_out:
+            recipe["out"] = _resolve_out(path, recipe["out"])
+        else:
+            del recipe["out"]
     return recipe
 
 
@@ -76,9 +155,10 @@ def _executor(address: str):
 
 def run(args: argparse.Namespace) -> int:
     import simulators
+    from simulators.outputs import check_output_location
     from simulators.registry import simulator_class
 
-    recipe = load_recipe(args.recipe) if args.recipe else {}
+    recipe = load_recipe(args.recipe, with_out=args.out is None) if args.recipe else {}
     name = args.simulator or recipe.get("simulator")
     if name is None:
         raise SimulatorInputError("name a simulator or pass --recipe")
@@ -93,14 +173,17 @@ def run(args: argparse.Namespace) -> int:
     if n < 1:
         raise SimulatorInputError(f"--n must be a positive integer, got {n}")
     seed = args.seed if args.seed is not None else recipe.get("seed", 0)
+    out = Path(out)
+    check_output_location(out, kind="file", overwrite=args.overwrite)  # before any work
     config = dict(recipe.get("config", {}))
     cls = simulator_class(name)
+    for key, value in config.items():
+        _check_setting(args.recipe, key, value, cls.defaults)
     for item in args.set:
         key, value = parse_setting(item, cls.defaults)
         config[key] = value
     sim = cls(**config)
     executor = _executor(args.scheduler) if args.scheduler else None
-    out = Path(out)
 
     t0 = time.perf_counter()
     simulators.generate(

@@ -42,6 +42,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from simulators.dataset import array_fingerprint
 from simulators.errors import UserError
 
 from ..checkpoint import Persistent
@@ -59,7 +60,7 @@ from ..training import (
 )
 from .defaults import default_hidden, default_train_config, default_transforms
 from .network import NPENet
-from .simulations import fit_preprocessing, observations, scan_dataset, valid_arrays
+from .simulations import check_finite, fit_preprocessing, observations, scan_dataset, valid_arrays
 from .support import (
     SupportTransform,
     prior_from_dict,
@@ -168,8 +169,8 @@ class NPE(Persistent):
         self.net: NPENet | None = None
         self.x_shape: tuple[int, ...] | None = None
         self.param_names: list[str] | None = None
-        self.n_dropped = 0
-        self.n_train = 0
+        self.n_dropped = self.n_train = 0
+        self._data: dict[str, Any] | None = None  # the training data's record (resume checks)
         self.result: TrainResult | None = None
 
     def _set_prior(self, prior: Distribution) -> None:
@@ -202,8 +203,8 @@ class NPE(Persistent):
             arch["transforms"] = default_transforms(self.n_train)
         if self.dim == 1:
             arch["kind"] = "autoregressive"  # a coupling layer needs two features
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
+        with torch.random.fork_rng(devices=[]):  # seeds the CPU generator only, restored
+            torch.default_generator.manual_seed(self.seed)
             emb = build_embedding(self.embedding_spec, self.x_shape)
             self.net = NPENet(self.dim, emb, arch, self.support, pre, adjust)
         self.net.to(self.device)
@@ -257,7 +258,7 @@ class NPE(Persistent):
         config = self._config(self.n_train, train)
         trainer = Trainer(self.net, config)
         self.device = trainer.device
-        self.result = trainer.fit(train_b, val_b, run_dir=run_dir, resume=resume)
+        self.result = trainer.fit(train_b, val_b, run_dir=run_dir, resume=resume, data=self._data)
         self.net.eval()
         if run_dir is not None:
             self.save(run_dir)
@@ -270,6 +271,7 @@ class NPE(Persistent):
             raise UserError("NPE needs a prior to fit on arrays")
         n_total = len(theta)
         theta, x, self.n_dropped = valid_arrays(theta, x, self.support)
+        self._data = {"path": None, **array_fingerprint(theta.numpy())}
         self._log_dropped(n_total)
         ti, vi = split_indices(len(theta), val_fraction, split_seed)
         self.n_train = len(ti)
@@ -299,7 +301,7 @@ class NPE(Persistent):
             self._set_prior(prior_from_dict(meta["prior"]))
         scan = scan_dataset(path, self.support, val_fraction=val_fraction,
                             split_seed=split_seed, n_fit=n_fit)  # fmt: skip
-        self.n_dropped, self.n_train = scan.n_dropped, scan.n_train
+        self.n_dropped, self.n_train, self._data = scan.n_dropped, scan.n_train, scan.fingerprint
         self.param_names = list(meta.get("param_names", [])) or self.param_names
         self._log_dropped(scan.n_total)
         self._build(scan.x_shape, *self._fit_pre(scan.fit_theta, scan.fit_x))
@@ -403,7 +405,7 @@ class NPE(Persistent):
         net = self._require_net()
         as_numpy = not isinstance(theta, Tensor)
         th = torch.as_tensor(np.asarray(theta)) if as_numpy else theta
-        th = th.double().reshape(-1, self.dim)
+        th = check_finite(th.double().reshape(-1, self.dim), "theta")
         xs, single = observations(x, self.x_shape)
         if not single and len(xs) != len(th):
             raise UserError(f"x has {len(xs)} observations for {len(th)} theta rows")

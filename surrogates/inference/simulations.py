@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from simulators.dataset import check_arrays
 from simulators.errors import UserError
 
 from ..preprocessing import LinearAdjust, Standardize
@@ -23,6 +24,7 @@ from .support import SupportTransform
 
 __all__ = [
     "DatasetScan",
+    "check_finite",
     "check_support",
     "fit_preprocessing",
     "observations",
@@ -43,21 +45,20 @@ def check_support(support: SupportTransform, theta: Tensor) -> None:
 
 def valid_arrays(theta: Any, x: Any, support: SupportTransform) -> tuple[Tensor, Tensor, int]:
     """``(theta, x)`` as float32 CPU tensors without the rows holding NaN/inf, and how many rows
-    were dropped."""
+    were dropped (the input gate :func:`simulators.dataset.check_arrays`, dropping)."""
     theta = torch.as_tensor(np.asarray(theta) if not isinstance(theta, Tensor) else theta)
     x = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x)
-    theta = theta.float().reshape(len(theta), -1).cpu()
-    x = x.float().cpu()
-    if len(theta) != len(x):
-        raise UserError(f"theta has {len(theta)} rows, x has {len(x)}")
+    theta = theta.detach().float().reshape(len(theta), -1).cpu()
+    x = x.detach().float().cpu()
+    keep, check = check_arrays(theta.numpy(), x.numpy(), "drop")
     if theta.shape[1] != support.dim:
         raise UserError(f"theta must have {support.dim} columns, got {theta.shape[1]}")
-    ok = torch.isfinite(theta).all(1) & torch.isfinite(x.reshape(len(x), -1)).all(1)
+    ok = torch.from_numpy(keep)
     theta, x = theta[ok], x[ok]
     check_support(support, theta)
     if len(theta) < 2:
         raise UserError(f"fit needs at least 2 valid simulations, got {len(theta)}")
-    return theta, x, int((~ok).sum())
+    return theta, x, check.n_dropped
 
 
 @dataclass
@@ -70,6 +71,7 @@ class DatasetScan:
     n_train: int
     n_dropped: int
     n_total: int
+    fingerprint: dict[str, Any] = field(default_factory=dict)
 
 
 def scan_dataset(
@@ -80,31 +82,33 @@ def scan_dataset(
     split_seed: int,
     n_fit: int,
 ) -> DatasetScan:
-    """One pass over ``path``'s chunks: counts the valid training rows and the invalid ones,
-    checks the support, and keeps up to ``n_fit`` valid training rows to fit the scalers."""
+    """The input gate's pass over ``path`` (:meth:`simulators.dataset.Dataset.check`, rows with
+    NaN/inf dropped and counted), which also counts the valid training rows, checks the
+    estimator's support, and keeps up to ``n_fit`` valid training rows to fit the scalers."""
     import simulators
 
     from ..data import split_mask
 
-    fit_t, fit_x, rows, n_train, dropped, n_total = [], [], 0, 0, 0, 0
+    fit_t, fit_x, n_train = [], [], 0
+
+    def visit(i: int, t: np.ndarray, xx: np.ndarray, ok: np.ndarray) -> None:
+        nonlocal n_train
+        check_support(support, torch.as_tensor(t[ok]))
+        keep = ok & split_mask(i, len(t), "train", val_fraction, split_seed)
+        n_train += int(keep.sum())
+        rows = sum(len(a) for a in fit_t)
+        if rows < n_fit:
+            fit_t.append(t[keep][: n_fit - rows])
+            fit_x.append(xx[keep][: n_fit - rows])
+
     with simulators.open_dataset(path) as ds:
         x_shape = tuple(ds.x_shape)
-        for i, (t, xx) in enumerate(ds.iter_chunks()):
-            ok = np.isfinite(t).all(1) & np.isfinite(xx.reshape(len(xx), -1)).all(1)
-            dropped += int((~ok).sum())
-            n_total += len(t)
-            check_support(support, torch.as_tensor(t[ok]))
-            keep = ok & split_mask(i, len(t), "train", val_fraction, split_seed)
-            n_train += int(keep.sum())
-            if rows < n_fit:
-                fit_t.append(t[keep][: n_fit - rows])
-                fit_x.append(xx[keep][: n_fit - rows])
-                rows += len(fit_t[-1])
-    if n_train < 1 or rows < 2:
+        check = ds.check("drop", visit)
+    if n_train < 1 or sum(len(a) for a in fit_t) < 2:
         raise UserError(f"{path}: fewer than 2 valid training simulations")
     return DatasetScan(x_shape, torch.as_tensor(np.concatenate(fit_t)),
-                       torch.as_tensor(np.concatenate(fit_x)), n_train, dropped,
-                       n_total)  # fmt: skip
+                       torch.as_tensor(np.concatenate(fit_x)), n_train, check.n_dropped,
+                       check.n, {"path": str(path), **check.fingerprint})  # fmt: skip
 
 
 def fit_preprocessing(
@@ -122,10 +126,22 @@ def fit_preprocessing(
     return pre, LinearAdjust().fit(pre.forward(u, u)[0], c)
 
 
+def check_finite(value: Tensor, name: str) -> Tensor:
+    """Raises a :class:`UserError` naming ``name`` if ``value`` holds NaN or ±inf."""
+    bad = int((~torch.isfinite(value)).sum())
+    if bad:
+        raise UserError(f"{name} contains {bad} NaN or infinite value(s)")
+    return value
+
+
 def observations(x: Any, x_shape: tuple[int, ...]) -> tuple[Tensor, bool]:
-    """Observations as (B, *x_shape) float32 on the CPU, and whether one was given."""
+    """Observations as (B, *x_shape) float32 on the CPU, and whether one was given.
+
+    Raises:
+        UserError: ``x`` of another shape, or holding NaN/inf.
+    """
     xt = x if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float32))
-    xt = xt.detach().float().cpu()
+    xt = check_finite(xt.detach().float().cpu(), "x")
     shape = tuple(x_shape)
     if tuple(xt.shape) == shape:
         return xt.unsqueeze(0), True

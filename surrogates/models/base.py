@@ -16,7 +16,9 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
+from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -24,6 +26,8 @@ import torch
 from torch import Tensor, nn
 
 import simulators
+from simulators.base import Prior, check_array, check_theta, prior_from_dict
+from simulators.dataset import DatasetCheck, check_arrays, check_dataset
 
 from ..checkpoint import Persistent
 from ..device import resolve_device
@@ -42,9 +46,12 @@ from ..training import (
     split_indices,
     validation_batch_size,
 )
+from ..training.resume import CHECKPOINT, check_data, merge_settings, read_run
 from .arch import ArchConfig
 
-__all__ = ["Surrogate", "SurrogateSimulator", "read_training_data"]
+__all__ = ["Surrogate", "SurrogateSimulator", "gate", "read_training_data", "training_prior"]
+
+log = logging.getLogger(__name__)
 
 
 def _meta_of(data: Any) -> dict[str, Any]:
@@ -52,21 +59,45 @@ def _meta_of(data: Any) -> dict[str, Any]:
     return dict(meta) if meta else {}
 
 
+def gate(data: Any, drop_nonfinite: bool = False) -> tuple[DatasetCheck, np.ndarray | None]:
+    """The input gate for training data (:func:`simulators.dataset.check_dataset` for files,
+    :func:`~simulators.dataset.check_arrays` for ``(theta, x)``): the check, and for arrays the
+    mask of rows to keep."""
+    policy = "drop" if drop_nonfinite else "refuse"
+    if isinstance(data, (tuple, list)):
+        if len(data) != 2:
+            raise simulators.UserError("training data are a dataset file or arrays (theta, x)")
+        keep, check = check_arrays(*(_numpy(a) for a in data), policy)
+        return check, keep
+    return check_dataset(getattr(data, "path", data), policy), None
+
+
+def _numpy(a: Any) -> np.ndarray:
+    return a.detach().cpu().numpy() if isinstance(a, Tensor) else np.asarray(a)
+
+
 def read_training_data(
-    data: Any, *, n: int | None = None, val_fraction: float = 0.1, split_seed: int = 0
+    data: Any,
+    *,
+    n: int | None = None,
+    val_fraction: float = 0.1,
+    split_seed: int = 0,
+    drop_nonfinite: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Up to ``n`` training rows ``(theta, x, meta)`` of a dataset path/object or ``(theta, x)``.
+    """Up to ``n`` training rows ``(theta, x, meta)`` of a dataset path/object or ``(theta, x)``,
+    after the input gate (:func:`gate`; rows with NaN/inf are refused, or skipped with
+    ``drop_nonfinite``).
 
     For files, rows come from the training split of :mod:`surrogates.data` (in file order).
     """
-    if isinstance(data, (tuple, list)):
-        theta, x = (np.asarray(a) for a in data)
+    check, keep = gate(data, drop_nonfinite)
+    if keep is not None:
+        theta, x = (_numpy(a)[keep] for a in data)
         return theta[:n], x[:n], {}
     from ..data import H5Batches
 
-    path = getattr(data, "path", data)
-    ds = H5Batches(path, split="train", val_fraction=val_fraction, split_seed=split_seed,
-                   batch_size=8192, shuffle=False)  # fmt: skip
+    ds = H5Batches(check.path, split="train", val_fraction=val_fraction, split_seed=split_seed,
+                   batch_size=8192, shuffle=False, drop_invalid=drop_nonfinite)  # fmt: skip
     thetas, xs, rows = [], [], 0
     for theta, x in ds:
         thetas.append(theta.numpy())
@@ -74,7 +105,25 @@ def read_training_data(
         rows += len(theta)
         if n is not None and rows >= n:
             break
+    if not thetas:
+        raise simulators.UserError(f"{check.path}: the training split holds no rows")
     return np.concatenate(thetas)[:n], np.concatenate(xs)[:n], dict(ds.meta)
+
+
+def training_prior(meta: dict[str, Any]) -> Prior | None:
+    """The prior of the training data: the dataset's ``prior`` attribute, else that of its
+    simulator when it can be built here; None when neither is known (no support to check)."""
+    if isinstance(meta.get("prior"), dict):
+        try:
+            return prior_from_dict(meta["prior"])
+        except simulators.UserError:
+            pass
+    if meta.get("simulator"):
+        try:
+            return simulators.get(meta["simulator"], **meta.get("simulator_config", {})).prior
+        except Exception:  # the training simulator may be unavailable here
+            return None
+    return None
 
 
 def _tensor(a: Any, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -111,14 +160,17 @@ class Surrogate(Persistent):
         self.meta = dict(meta or {})
         self.seed = int(seed)
         self.arch = self._check_arch(arch)
+        # the CPU generator only, restored on exit: no device's global generator is touched
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
+            torch.default_generator.manual_seed(self.seed)
             self.net = self._build()
         self.device = resolve_device(device)
         self.net.to(self.device)
         self.result: TrainResult | None = None
         self.checkpoint_hash: str | None = None
         self.run_dir: str | None = None
+        self.n_dropped = 0
+        self._prior: tuple[Prior | None] | None = None
 
     # --------------------------------------------------------------- subclass API
     @property
@@ -155,6 +207,7 @@ class Surrogate(Persistent):
         n_fit: int = 100_000,
         seed: int = 0,
         device: str | torch.device = "auto",
+        drop_nonfinite: bool = False,
         **arch: Any,
     ) -> Surrogate:
         """Builds an untrained model whose preprocessing is fitted on ``data``.
@@ -165,9 +218,13 @@ class Surrogate(Persistent):
             n_fit: training rows used to fit the preprocessing.
             seed: weight initialization (and the preprocessing's dequantization noise).
             device: where the model lives.
+            drop_nonfinite: skip rows with NaN/inf instead of refusing the data.
             **arch: architecture settings.
+
+        Raises:
+            UserError: data that fail the input gate (:func:`gate`), naming the file or argument.
         """
-        theta, x, meta = read_training_data(data, n=n_fit)
+        theta, x, meta = read_training_data(data, n=n_fit, drop_nonfinite=drop_nonfinite)
         if not meta:
             meta = {
                 "x_shape": list(x.shape[1:]),
@@ -192,34 +249,72 @@ class Surrogate(Persistent):
         resume: bool = False,
         val_fraction: float = 0.1,
         split_seed: int = 0,
+        drop_nonfinite: bool = False,
         **train_kwargs: Any,
     ) -> Surrogate:
         """Trains with the shared :class:`~surrogates.training.Trainer`; returns ``self``.
+
+        The data pass the input gate first (:func:`gate`): rows holding NaN/inf are refused with
+        their count and the first row index, or skipped (and counted in :attr:`n_dropped`)
+        with ``drop_nonfinite``.
 
         Args:
             data: a dataset path / object (streamed from HDF5, validation split from
                 :mod:`surrogates.data`) or arrays ``(theta, x)``.
             val_data: validation arrays ``(theta, x)``; default: ``val_fraction`` of ``data``.
             run_dir: checkpoints, ``metrics.csv`` and the final model go here.
-            resume: continue from ``run_dir``'s checkpoint.
+            resume: continue from ``run_dir``'s checkpoint: on the same data (else an error),
+                with its stored training settings where none are given again (a given one that
+                disagrees is an error).
             val_fraction, split_seed: the validation split.
+            drop_nonfinite: skip rows with NaN/inf instead of refusing the data.
             **train_kwargs: :class:`~surrogates.training.TrainConfig` fields.
+
+        Raises:
+            UserError: data that fail the gate; on resume, another dataset or other settings.
         """
-        config = TrainConfig(**{"device": str(self.device), **train_kwargs})
-        train, val = self._batches(data, val_data, config, val_fraction, split_seed)
+        check, _ = gate(data, drop_nonfinite)
+        if val_data is not None:
+            gate(val_data, drop_nonfinite)
+        self.n_dropped = check.n_dropped
+        if check.n_dropped:
+            log.warning("%s: skipped %d of %d rows holding NaN/inf (drop_nonfinite)",
+                        check.path, check.n_dropped, check.n)  # fmt: skip
+        record = {"path": check.path, **check.fingerprint, "drop_nonfinite": bool(drop_nonfinite),
+                  "val_fraction": val_fraction, "split_seed": split_seed}  # fmt: skip
+        settings = {"device": str(self.device), **train_kwargs}
+        if resume and run_dir is not None and (Path(run_dir) / CHECKPOINT).is_file():
+            stored = read_run(run_dir)
+            check_data(stored.data, record, source=str(run_dir))
+            fields = TrainConfig.__dataclass_fields__
+            settings = merge_settings({k: v for k, v in stored.settings.items() if k in fields},
+                                      settings, source=str(run_dir))  # fmt: skip
+        config = TrainConfig(**settings)
+        train, val = self._batches(data, val_data, config, val_fraction, split_seed,
+                                   drop_nonfinite)  # fmt: skip
         trainer = Trainer(self.net, config)
         self.device = trainer.device
-        self.result = trainer.fit(train, val, run_dir=run_dir, resume=resume)
+        self.result = trainer.fit(train, val, run_dir=run_dir, resume=resume, data=record)
         if run_dir is not None:
             self.save(run_dir)
         return self
 
     def _batches(
-        self, data: Any, val_data: Any, config: TrainConfig, val_fraction: float, split_seed: int
+        self,
+        data: Any,
+        val_data: Any,
+        config: TrainConfig,
+        val_fraction: float,
+        split_seed: int,
+        drop_nonfinite: bool = False,
     ) -> tuple[Any, Any]:
         bs, vbs = config.batch_size, validation_batch_size(config.batch_size)
+        if val_data is not None and drop_nonfinite:
+            keep = gate(val_data, True)[1]
+            val_data = tuple(_numpy(a)[keep] for a in val_data)
         if isinstance(data, (tuple, list)):
-            theta, x = _tensor(data[0]), _tensor(data[1])
+            keep = gate(data, drop_nonfinite)[1]
+            theta, x = _tensor(_numpy(data[0])[keep]), _tensor(_numpy(data[1])[keep])
             if val_data is None and val_fraction > 0:
                 ti, vi = split_indices(len(theta), val_fraction, split_seed)
                 val_data = (theta[vi], x[vi])
@@ -233,7 +328,8 @@ class Surrogate(Persistent):
         from ..data import H5Batches
 
         path = getattr(data, "path", data)
-        kw = {"val_fraction": val_fraction, "split_seed": split_seed}
+        kw = {"val_fraction": val_fraction, "split_seed": split_seed,
+              "drop_invalid": drop_nonfinite}  # fmt: skip
         train = H5Batches(path, split="train", batch_size=bs, seed=config.seed, **kw)
         val = H5Batches(path, split="val", batch_size=vbs, shuffle=False, **kw)
         if val_data is not None:
@@ -277,6 +373,7 @@ class Surrogate(Persistent):
         batch_size = batch_size or self.default_batch_size()
         dt = self.dtype
         as_numpy = not isinstance(theta, Tensor)
+        self.check_theta(theta)
         th = _tensor(theta if not as_numpy else np.asarray(theta, np.float64), dt)
         th = th.reshape(len(th), -1)
         if generator is None:
@@ -294,6 +391,23 @@ class Surrogate(Persistent):
             return x.numpy().astype(np.float32 if dt == torch.float32 else np.float64)
         return x
 
+    def check_theta(self, theta: Any, name: str = "theta") -> None:
+        """Refuses conditions that are not finite, of the wrong width, or outside the support
+        of the training data's prior (:func:`training_prior`), as :meth:`as_simulator` does.
+
+        Raises:
+            SimulatorInputError: a ``UserError`` (a ``ValueError``) naming ``name``.
+        """
+        if self._prior is None:
+            self._prior = (training_prior(self.meta),)
+        t = _numpy(theta)
+        t = t.reshape(len(t), -1) if t.ndim else t
+        p = len(self.meta["param_names"]) if self.meta.get("param_names") else None
+        if self._prior[0] is None:
+            check_array(t, name, shape=(None, p) if p else None)
+        else:
+            check_theta(t, self._prior[0], p, name)
+
     # --------------------------------------------------------------- persistence
     def config(self) -> dict[str, Any]:
         """Everything but the weights needed to rebuild the model (JSON-serializable)."""
@@ -308,6 +422,11 @@ class Surrogate(Persistent):
 
     def weights(self) -> nn.Module:
         return self.net
+
+    def sampling_options(self) -> dict[str, Any]:
+        """Settings that change what :meth:`sample` draws beyond the weights (recorded in
+        :meth:`as_simulator`'s config, so a resumed file cannot mix them)."""
+        return {}
 
     def as_simulator(self) -> SurrogateSimulator:
         """This model behind the :class:`simulators.Simulator` interface (see
@@ -331,6 +450,7 @@ class SurrogateSimulator(simulators.Simulator):
         "checkpoint": None,
         "base": None,
         "base_config": {},
+        "sampling": {},
     }
 
     def __init__(self, model: Surrogate):
@@ -341,6 +461,7 @@ class SurrogateSimulator(simulators.Simulator):
             checkpoint=model.checkpoint_hash,
             base=meta.get("simulator"),
             base_config=meta.get("simulator_config", {}),
+            sampling=model.sampling_options(),
         )
         self.model = model
         self.name = f"surrogate:{meta.get('simulator') or 'unknown'}"
@@ -352,9 +473,11 @@ class SurrogateSimulator(simulators.Simulator):
                 base = simulators.get(meta["simulator"], **meta.get("simulator_config", {}))
             except Exception:  # the training simulator may be unavailable here
                 base = None
+        prior = training_prior(meta) if base is None else base.prior
         if base is not None:
-            self.prior = base.prior
             self.h5_aliases = dict(getattr(base, "h5_aliases", {}))
+        if prior is not None:
+            self.prior = prior
         else:  # no support to check against: an improper flat prior
             k = len(self.param_names)
             self.prior = simulators.Normal(np.zeros(k), np.ones(k))

@@ -58,11 +58,11 @@ from .batches import ArrayBatches, to_device
 from .config import TrainConfig, TrainResult
 from .context import StepContext, default_step
 from .protocols import AveragedModel, LossModel, OptimizerModel, StepModel, ValidationModel
+from .resume import CHECKPOINT, check_data, merge_settings, stored_run
 from .tracking import MetricsLog, is_tty
 
 __all__ = ["CHECKPOINT", "ArrayBatches", "Trainer", "copy_state"]
 
-CHECKPOINT = "trainer.ckpt"
 _COUNTERS = ("step", "epoch", "pos", "best_val", "best_step", "bad", "plateau_factor",
              "plateau_bad", "done", "stopped_early", "history")  # fmt: skip
 
@@ -155,6 +155,8 @@ class Trainer:
         self.stopped_early = False
         self.history: list[dict[str, Any]] = []
         self._total_steps: int | None = None
+        #: the training data's record (fingerprint and how it is read), saved in checkpoints
+        self.data: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------- distributed seam
     @property
@@ -272,6 +274,7 @@ class Trainer:
             "generator": self.generator.get_state(),
             "counters": json.dumps(counters),
             "config": json.dumps(asdict(self.config)),
+            "data": json.dumps(self.data),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -293,6 +296,21 @@ class Trainer:
         self.ctx.load_state_dict(logs)
         for k, v in counters.items():
             setattr(self, k, v)
+
+    def _resume(self, path: Path) -> None:
+        """Loads the checkpoint at ``path`` after checking its settings and data record."""
+        state = load_state(path)
+        run = stored_run(state, path)
+        merge_settings(run.settings, asdict(self.config), source=str(path.parent))
+        check_data(run.data, self.data, source=str(path.parent))
+        self.data = self.data if self.data is not None else run.data
+        try:
+            self.load_state_dict(state)
+        except CheckpointError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise CheckpointError(f"{path}: does not fit this model ({msg[:200]})") from None
 
     def save_checkpoint(self, run_dir: str | os.PathLike) -> None:
         """Writes ``run_dir/trainer.ckpt`` atomically (on the main process only)."""
@@ -348,21 +366,32 @@ class Trainer:
         val_batches: Iterable[Any] | None = None,
         run_dir: str | os.PathLike | None = None,
         resume: bool = False,
+        data: dict[str, Any] | None = None,
     ) -> TrainResult:
         """Trains until ``max_epochs``/``max_steps`` or early stopping; restores the best weights.
 
         Args:
             train_batches: an iterable of batches (tuples of tensors), re-iterated every epoch.
             val_batches: validation batches; without them there is no early stopping.
-            run_dir: where ``metrics.csv`` and ``trainer.ckpt`` go (None: nothing is written).
-            resume: continue from ``run_dir/trainer.ckpt`` if it exists.
+            run_dir: where ``metrics.csv`` and ``trainer.ckpt`` go (None: nothing is written);
+                a fresh run writes its first checkpoint before its first step.
+            resume: continue from ``run_dir/trainer.ckpt`` if it exists, which must record the
+                same settings (but :data:`~surrogates.training.resume.NEUTRAL` ones) and data.
+            data: a record of the training data (see :mod:`surrogates.training.resume`), kept
+                in checkpoints and checked on resume.
+
+        Raises:
+            CheckpointError: on resume, an unreadable checkpoint, other settings or other data.
         """
         c = self.config
         run = Path(run_dir) if run_dir is not None else None
         if run is not None and self.is_main:
             run.mkdir(parents=True, exist_ok=True)
+        self.data = data
         if resume and run is not None and (run / CHECKPOINT).exists():
-            self.load_state_dict(load_state(run / CHECKPOINT))
+            self._resume(run / CHECKPOINT)
+        elif run is not None:  # the run's settings and data are on disk from its first step
+            self.save_checkpoint(run)
         log = MetricsLog(run if self.is_main else None, verbose=c.verbose and self.is_main)
         log.rewrite(self.history)
         try:

@@ -195,6 +195,9 @@ class Flow(Surrogate):
         self.net.fast = precision
         return self
 
+    def sampling_options(self) -> dict[str, Any]:
+        return {"fast": self.net.fast}
+
     def default_batch_size(self) -> int:
         """Rows per sampling pass: :attr:`CPU_BATCH` on the CPU, where the spline set-up is
         bound by memory traffic and runs fastest on cache-sized blocks; 65,536 on a GPU."""
