@@ -66,16 +66,20 @@ def test_missing_checkpoint_is_one_clear_error(tmp_path):
 def test_trainer_state_round_trip_and_truncation(tmp_path):
     state = {
         "format_version": 1,
-        "w": torch.randn(3),
+        "model": {"w": torch.randn(3)},
+        "optimizers": [{"state": {}, "param_groups": [{"lr": 0.1, "params": [0]}]}],
+        "generator": torch.Generator().get_state(),
+        "counters": "{}",
+        "config": "json",
         "nested": [{"x": torch.zeros(2)}],
-        "s": "json",
     }
     save_state(state, tmp_path / "t.ckpt")
     back = load_state(tmp_path / "t.ckpt")
-    assert torch.equal(back["w"], state["w"]) and back["s"] == "json"
+    assert torch.equal(back["model"]["w"], state["model"]["w"]) and back["config"] == "json"
+    assert torch.equal(back["nested"][0]["x"], torch.zeros(2))
     raw = (tmp_path / "t.ckpt").read_bytes()
     (tmp_path / "t.ckpt").write_bytes(raw[:100])
-    with pytest.raises(CheckpointError, match="unreadable trainer checkpoint"):
+    with pytest.raises(CheckpointError, match="not a readable trainer checkpoint"):
         load_state(tmp_path / "t.ckpt")
 
 
