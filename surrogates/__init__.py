@@ -10,7 +10,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["Flow", "__version__"]
+__all__ = ["GAN", "VAE", "Flow", "__version__"]
 
 __version__ = "0.1.0"
 

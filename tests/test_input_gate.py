@@ -273,12 +273,25 @@ def test_cli_resume_refusals(data, tmp_path, capsys):
     assert "trainer.ckpt: not a readable trainer checkpoint" in err and "weights_only" not in err
 
 
-def test_cli_resume_after_sigkill_restores_the_settings(data, tmp_path):
+#: small architectures per family for the killed command-line run
+KILL_ARCH = {
+    "flow": ["--arch", "transforms=2", "--arch", "hidden=16"],
+    "vae": ["--arch", "hidden=16", "--arch", "latent=2"],
+    "gan": ["--arch", "hidden=16", "--arch", "n_critic=2"],
+}
+
+
+def test_every_family_has_a_kill_case():
+    assert set(KILL_ARCH) == set(registry.names())
+
+
+@pytest.mark.parametrize("family", registry.names())
+def test_cli_resume_after_sigkill_restores_the_settings(data, tmp_path, family):
     path = simulators.generate(simulators.get("two_moons"), 2000, tmp_path / "m.h5", seed=2,
                                chunk_size=500)  # fmt: skip
-    flags = [*CLI_ARCH, "--max-steps", "60", "--val-every", "10", "--checkpoint-every", "10",
-             "--batch-size", "512"]  # fmt: skip
-    train = [sys.executable, "-m", "surrogates", "train", "flow", "--data", str(path)]
+    flags = [*KILL_ARCH[family], *CLI_ARCH[4:], "--max-steps", "60", "--val-every", "10",
+             "--checkpoint-every", "10", "--batch-size", "512"]  # fmt: skip
+    train = [sys.executable, "-m", "surrogates", "train", family, "--data", str(path)]
     killed = tmp_path / "killed"
     proc = subprocess.Popen([*train, "--out", str(killed), *flags], env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -304,7 +317,7 @@ def test_cli_resume_after_sigkill_restores_the_settings(data, tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the OMP_NUM_THREADS=1 process
     try:  # --resume alone: the settings and the dataset come from the run
-        assert main(["train", "flow", "--out", str(killed), "--resume", "--device", "cpu"]) == 0
+        assert main(["train", family, "--out", str(killed), "--resume", "--device", "cpu"]) == 0
         assert main([*train[3:], "--out", str(whole), *flags]) == 0
     finally:
         torch.set_num_threads(threads)

@@ -24,6 +24,14 @@ SMALL = {
         "vectors": {"transforms": 2, "hidden": [16], "bins": 4},
         "showers": {"transforms": 2, "hidden": [16], "bins": 4, "embedding": [8]},
     },
+    "vae": {
+        "vectors": {"hidden": [16], "latent": 2, "warmup_steps": 3},
+        "showers": {"hidden": [16], "latent": 4, "warmup_steps": 3},
+    },
+    "gan": {  # n_critic=2: the generator is updated at steps 2, 4 and 6
+        "vectors": {"hidden": [16, 16], "latent": 4, "n_critic": 2},
+        "showers": {"hidden": [16, 16], "latent": 4, "n_critic": 2},
+    },
 }
 TRAIN = {"max_steps": 4, "batch_size": 64, "progress": False, "device": "cpu", "lr": 1e-2}
 FAMILIES = registry.names()

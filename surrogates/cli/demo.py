@@ -1,8 +1,8 @@
 """``surrogates demo``: the main job end to end on an embedded default, on the CPU in minutes.
 
 Simulates photon showers (CaloChallenge dataset-1 geometry, incident energies 256 MeV to 65 GeV),
-trains a conditional flow on them, samples it at the conditions of a held-out simulated set, and
-writes the evaluation report comparing the two.
+trains a conditional surrogate on them (a flow; ``--model vae|gan`` for the others), samples it
+at the conditions of a held-out simulated set, and writes the evaluation report comparing the two.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import argparse
 import os
 import time
 from pathlib import Path
+
+from ..models.registry import FAMILIES
 
 __all__ = ["add_parser", "run"]
 
@@ -25,8 +27,8 @@ DEFAULT = {
 }
 QUICK = {**DEFAULT, "n_train": 2000, "n_test": 1000, "max_steps": 60}
 #: what the demo writes into --out; --overwrite removes these and nothing else
-ENTRIES = ("train.h5", "test.h5", "generated.h5", "flow", "report", "train.h5.parts",
-           "test.h5.parts", "generated.h5.parts")  # fmt: skip
+ENTRIES = ("train.h5", "test.h5", "generated.h5", "flow", "vae", "gan", "report",
+           "train.h5.parts", "test.h5.parts", "generated.h5.parts")  # fmt: skip
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -40,6 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2, help="simulation processes")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--quick", action="store_true", help="a smoke run of well under a minute")
+    p.add_argument("--model", choices=sorted(FAMILIES), default="flow",
+                   help="the surrogate family (default flow)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out")
     p.set_defaults(run=run)
 
@@ -60,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     import simulators
-    from surrogates import Flow
+    from surrogates.models import registry
     from surrogates.report import evaluate
 
     cfg = QUICK if args.quick else DEFAULT
@@ -81,11 +85,12 @@ def run(args: argparse.Namespace) -> int:
     t_sim = time.perf_counter() - t0
     print(f"    {t_sim:.0f} s, {(cfg['n_train'] + cfg['n_test']) / t_sim:,.0f} showers/s")
 
-    t0 = _step(f"training a conditional flow (at most {cfg['max_steps']} steps)")
-    model = Flow.for_dataset(train, seed=args.seed, device=args.device)
+    name = args.model
+    t0 = _step(f"training a conditional {name} (at most {cfg['max_steps']} steps)")
+    model = registry.get(name).for_dataset(train, seed=args.seed, device=args.device)
     model.fit(
         train,
-        run_dir=out / "flow",
+        run_dir=out / name,
         max_steps=cfg["max_steps"],
         batch_size=cfg["batch_size"],
         seed=args.seed,
@@ -93,23 +98,23 @@ def run(args: argparse.Namespace) -> int:
     print(f"    {time.perf_counter() - t0:.0f} s, {model.result.steps} steps, best validation "
           f"loss {model.result.best_val_loss:.2f}")  # fmt: skip
 
-    t0 = _step("sampling the flow at the held-out conditions")
+    t0 = _step(f"sampling the {name} at the held-out conditions")
     with simulators.open_dataset(test) as data:
         theta = data.theta[...].astype(np.float64)
     generated = out / "generated.h5"
     simulators.generate(model.as_simulator(), len(theta), generated, seed=args.seed, theta=theta)
     print(f"    {len(theta) / (time.perf_counter() - t0):,.0f} showers/s")
 
-    _step("evaluating flow samples against the held-out simulation")
+    _step(f"evaluating {name} samples against the held-out simulation")
     summary = evaluate(test, generated, out / "report", seed=args.seed, device=args.device)
     m = summary["metrics"]
     minutes = (time.perf_counter() - t_start) / 60
     print(
-        f"demo done in {minutes:.1f} min: classifier AUC (simulation vs flow) "
+        f"demo done in {minutes:.1f} min: classifier AUC (simulation vs {name}) "
         f"{m['classifier_low_level']['auc']:.3f} low-level, "
         f"{m['classifier_high_level']['auc']:.3f} high-level (0.5 = indistinguishable)"
     )
     print(f"    data   {train}, {test}, {generated}")
-    print(f"    model  {out / 'flow'}")
+    print(f"    model  {out / name}")
     print(f"    report {out / 'report' / 'report.html'}")
     return 0

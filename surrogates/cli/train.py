@@ -52,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, help="maximum epochs (default 50)")
     p.add_argument("--max-steps", type=int, help="maximum optimizer steps")
     p.add_argument("--batch-size", type=int, help="rows per batch (default 256)")
-    p.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 1e-3; gan 1e-4)")
     p.add_argument("--patience", type=int, help="early-stopping patience (validations, default 10)")
     p.add_argument(
         "--ema",

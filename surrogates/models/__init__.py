@@ -1,7 +1,7 @@
 """Conditional generative surrogates p(x | θ) sharing one interface (:class:`Surrogate`).
 
-Families: :mod:`.flows`; :mod:`.registry` lists them all. The classes load on first use, so
-reading the registry (the command line's ``--help``) does not import torch.
+Families: :mod:`.flows`, :mod:`.vae`, :mod:`.gan`; :mod:`.registry` lists them all. The classes
+load on first use, so reading the registry (the command line's ``--help``) does not import torch.
 """
 
 from __future__ import annotations
@@ -9,10 +9,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["ArchConfig", "Flow", "FlowArch", "Surrogate", "SurrogateSimulator"]
+__all__ = ["GAN", "VAE", "ArchConfig", "Flow", "FlowArch", "GANArch", "Surrogate",
+           "SurrogateSimulator", "VAEArch"]  # fmt: skip
 
 _WHERE = {"ArchConfig": ".arch", "Surrogate": ".base", "SurrogateSimulator": ".base",
-          "Flow": ".flows", "FlowArch": ".flows"}  # fmt: skip
+          "Flow": ".flows", "FlowArch": ".flows", "VAE": ".vae", "VAEArch": ".vae",
+          "GAN": ".gan", "GANArch": ".gan"}  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:

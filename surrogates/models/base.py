@@ -146,6 +146,8 @@ class Surrogate(Persistent):
     model_type: ClassVar[str] = "surrogate"
     #: the family's architecture settings (a dataclass with defaults per kind of data)
     Arch: ClassVar[type[ArchConfig]] = ArchConfig
+    #: the family's training settings under those given to :meth:`fit` (a fresh run only)
+    TRAIN_DEFAULTS: ClassVar[dict[str, Any]] = {}
 
     def __init__(
         self,
@@ -282,8 +284,11 @@ class Surrogate(Persistent):
                         check.path, check.n_dropped, check.n)  # fmt: skip
         record = {"path": check.path, **check.fingerprint, "drop_nonfinite": bool(drop_nonfinite),
                   "val_fraction": val_fraction, "split_seed": split_seed}  # fmt: skip
-        settings = {"device": str(self.device), **train_kwargs}
-        if resume and run_dir is not None and (Path(run_dir) / CHECKPOINT).is_file():
+        resuming = resume and run_dir is not None and (Path(run_dir) / CHECKPOINT).is_file()
+        # a resumed run's checkpoint holds the settings it started with, family defaults included
+        defaults = {} if resuming else self.TRAIN_DEFAULTS
+        settings = {**defaults, "device": str(self.device), **train_kwargs}
+        if resuming:
             stored = read_run(run_dir)
             check_data(stored.data, record, source=str(run_dir))
             fields = TrainConfig.__dataclass_fields__

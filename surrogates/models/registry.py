@@ -6,7 +6,7 @@ Classes are imported on first use so that ``surrogates --help`` does not import 
 
 Example:
     >>> names()
-    ['flow']
+    ['flow', 'gan', 'vae']
     >>> get("flow").__name__
     'Flow'
 """
@@ -27,6 +27,8 @@ __all__ = ["FAMILIES", "arch_type", "get", "names"]
 #: family name -> (module, class name, one line for --help)
 FAMILIES: dict[str, tuple[str, str, str]] = {
     "flow": ("surrogates.models.flows", "Flow", "conditional neural spline flow"),
+    "gan": ("surrogates.models.gan", "GAN", "conditional WGAN-GP"),
+    "vae": ("surrogates.models.vae", "VAE", "conditional variational autoencoder"),
 }
 
 

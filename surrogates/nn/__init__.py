@@ -4,11 +4,21 @@
 * :mod:`.embeddings`: MLP, CNN, power-spectrum and DeepSets embeddings of observations, built from
   JSON specs by :func:`~.embeddings.build_embedding`;
 * :mod:`.conv`: periodic 2-d convolutions and FiLM-conditioned encoder / decoder blocks for fields
-  (C, H, W).
+  (C, H, W);
+* :mod:`.adversarial`: minibatch standard deviation, the gradient penalty, two-sample statistics
+  and truncated latents for GANs.
 """
 
 from __future__ import annotations
 
+from .adversarial import (
+    LeakyReLU02,
+    MinibatchStd,
+    energy_distance,
+    gradient_penalty,
+    truncated_normal,
+    wasserstein_1d,
+)
 from .conv import ConvDecoder, ConvEncoder, FiLM, PeriodicConv2d
 from .embeddings import (
     CNNEmbedding,
@@ -28,10 +38,16 @@ __all__ = [
     "DeepSetEmbedding",
     "FiLM",
     "IdentityEmbedding",
+    "LeakyReLU02",
     "MLPEmbedding",
+    "MinibatchStd",
     "PeriodicConv2d",
     "PowerSpectrumEmbedding",
     "build_embedding",
+    "energy_distance",
+    "gradient_penalty",
     "mlp",
     "power_spectrum",
+    "truncated_normal",
+    "wasserstein_1d",
 ]

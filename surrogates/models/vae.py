@@ -1,0 +1,338 @@
+r"""Conditional variational autoencoders (:class:`VAE`).
+
+The model lives in the preprocessed feature space y of x, conditioned on c of θ (see
+:mod:`surrogates.preprocessing`), with a latent :math:`z \in \mathbb{R}^L` (Kingma & Welling,
+2014, arXiv:1312.6114; conditional: Sohn et al., 2015, NeurIPS):
+
+.. math::
+    p(z) = \mathcal{N}(0, I), \quad
+    p(y \mid z, c) = \mathcal{N}(\mu_\psi(z, c), \operatorname{diag} \sigma^2), \quad
+    q(z \mid y, c) = \mathcal{N}(m_\phi(y, c), \operatorname{diag} s_\phi^2(y, c)).
+
+**Decoder variance.** By default (``variance="feature"``) :math:`\sigma_j` is one learned
+number per feature, shared by all rows: the ELBO's optimum is then :math:`\sigma_j^2` = the mean
+squared reconstruction error of feature j, a stable target, and the Gaussian noise of a
+linear-Gaussian simulator is represented exactly. ``variance="sample"`` lets the decoder
+output :math:`\log \sigma(z, c)` per row and feature (heteroscedastic), bounded below by
+:data:`MIN_LOG_SCALE` because an unbounded per-row variance makes the likelihood unbounded
+(Mattei & Frellsen, 2018, NeurIPS).
+
+**Training** minimizes, per row (:meth:`VAENet.train_step`),
+
+.. math::
+    -\mathbb{E}_q[\log p(y \mid z, c)]
+    + \beta\, w_t \sum_{j=1}^{L} \max\!\left(\lambda,
+      \overline{\mathrm{KL}}\big(q(z_j \mid y, c) \,\|\, \mathcal{N}(0, 1)\big)\right),
+
+with one reparameterized draw of z, the KL in closed form, averaged over the batch per latent
+dimension (the bar), :math:`w_t = \min(1, t / T)` a linear KL warm-up over ``warmup_steps`` T
+(Bowman et al., 2016, arXiv:1511.06349) whose step counter t is a buffer of the model (so a
+resumed run continues the warm-up exactly), and free bits λ (Kingma et al., 2016,
+arXiv:1606.04934): below λ nats a latent dimension's KL costs nothing, which keeps the encoder
+from collapsing onto the prior before the decoder learns to use z. ``metrics.csv`` gets
+``recon`` and ``kl`` (per row) beside ``train_loss``; the validation loss ``val_loss`` is the
+plain negative ELBO (β = 1, no warm-up, no free bits), a bound on the negative log-likelihood
+comparable across steps and models.
+
+**Density.** :meth:`VAE.log_prob` is the importance-weighted bound (Burda et al., 2016,
+arXiv:1509.00519) with K draws from q,
+
+.. math::
+    \log p(y \mid c) \ge \mathbb{E}\left[\log \frac{1}{K} \sum_{k=1}^K
+    \frac{p(y \mid z_k, c)\, p(z_k)}{q(z_k \mid y, c)}\right],
+
+which tightens monotonically with K (K = 1 is the ELBO), plus the preprocessing's
+:math:`\log|\det \partial y / \partial x|` where the preprocessing is a bijection (as
+:meth:`~surrogates.models.flows.Flow.log_prob`); for showers it is the bound on the feature
+density.
+
+**Sampling** draws :math:`z \sim \mathcal{N}(0, I)` and returns
+:math:`\mu_\psi(z, c) + \sigma \odot \epsilon` -- a draw of the model's distribution, not its
+decoder mean: the mean alone has the variance of :math:`\mu_\psi(z, c)` only, which on a
+linear-Gaussian simulator (where the optimum ignores z) is zero (``tests/test_vae.py`` measures
+both). ``sample_noise=False`` returns the mean. For showers the draw is made in the feature space
+of :class:`~surrogates.preprocessing.ShowerPreprocessing`, so after its inverse every voxel is
+non-negative and each layer's voxels sum to that layer's energy.
+
+Example:
+    >>> import numpy as np
+    >>> from surrogates.models import VAE
+    >>> rng = np.random.default_rng(0)
+    >>> theta = rng.uniform(-1, 1, (512, 1)).astype(np.float32)
+    >>> x = (theta + 0.1 * rng.standard_normal((512, 2))).astype(np.float32)
+    >>> model = VAE.for_dataset((theta, x), hidden=[16], device="cpu")
+    >>> model = model.fit((theta, x), max_epochs=1, progress=False)
+    >>> model.sample(theta[:3]).shape, model.log_prob(x[:3], theta[:3], k=8).shape
+    ((3, 2), (3,))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+from torch.nn.functional import softplus
+
+from simulators.errors import UserError
+
+from ..nn import mlp
+from .arch import ArchConfig
+from .base import Surrogate, _tensor
+from .flows import ACTIVATIONS
+from .optim import adam
+
+if TYPE_CHECKING:
+    from ..training import StepContext, TrainConfig
+
+__all__ = ["MIN_LOG_SCALE", "VAE", "VAEArch", "VAENet"]
+
+#: lower bound of a per-row decoder log σ (``variance="sample"``), in standardized units
+MIN_LOG_SCALE = -5.0
+_LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclass(frozen=True)
+class VAEArch(ArchConfig):
+    """Architecture settings of a :class:`VAE` (keyword arguments of :meth:`VAE.for_dataset`,
+    ``--arch KEY=VALUE`` on the command line).
+
+    Attributes:
+        latent: latent dimensions L (None: the number of features, between 2 and 32).
+        hidden: the encoder's hidden widths; the decoder uses them in reverse order (empty:
+            linear encoder and decoder, i.e. probabilistic PCA given c).
+        activation: a key of :data:`~surrogates.models.flows.ACTIVATIONS`.
+        variance: ``"feature"`` (one learned σ per feature) or ``"sample"`` (σ(z, c) per row);
+            see the module notes.
+        beta: weight β of the KL term after warm-up (1: the ELBO).
+        warmup_steps: optimizer steps of the linear KL warm-up (0: none).
+        free_bits: λ, nats per latent dimension below which the KL is not penalized (0: none).
+        sample_noise: sampling adds the decoder noise σ·ε to the decoder mean.
+    """
+
+    latent: int | None = None
+    hidden: tuple[int, ...] = (128, 128)
+    activation: str = "silu"
+    variance: str = "feature"
+    beta: float = 1.0
+    warmup_steps: int = 500
+    free_bits: float = 0.02
+    sample_noise: bool = True
+
+    def __post_init__(self) -> None:
+        if self.latent is not None and self.latent < 1:
+            raise UserError(f"latent must be positive, got {self.latent}")
+        if min(self.hidden, default=1) < 1:
+            raise UserError(f"hidden widths must be positive, got {list(self.hidden)}")
+        if self.activation not in ACTIVATIONS:
+            raise UserError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
+                            f"got {self.activation!r}")  # fmt: skip
+        if self.variance not in ("feature", "sample"):
+            raise UserError(f"variance must be 'feature' or 'sample', got {self.variance!r}")
+        if not self.beta > 0:
+            raise UserError(f"beta must be positive, got {self.beta}")
+        if self.warmup_steps < 0 or self.free_bits < 0:
+            raise UserError("warmup_steps and free_bits must be 0 or more")
+
+    @classmethod
+    def for_data(cls, kind: str) -> VAEArch:
+        """Showers: 32 latent dimensions, encoder widths (512, 256), 2,000 warm-up steps;
+        other data: the class defaults."""
+        if kind == "showers":
+            return cls(latent=32, hidden=(512, 256), warmup_steps=2000)
+        return cls()
+
+
+class VAENet(nn.Module):
+    """The torch module of a :class:`VAE`: encoder, decoder, decoder scale, step counter.
+
+    Args:
+        features: feature dimensions per row.
+        context: conditioning dimensions per row.
+        arch: the completed settings of :class:`VAEArch`.
+    """
+
+    def __init__(self, features: int, context: int, arch: dict[str, Any]):
+        super().__init__()
+        act = ACTIVATIONS[arch["activation"]]
+        hidden, latent = tuple(arch["hidden"]), int(arch["latent"])
+        self.features, self.latent = features, latent
+        self.per_sample = arch["variance"] == "sample"
+        self.beta, self.warmup = float(arch["beta"]), int(arch["warmup_steps"])
+        self.free_bits, self.noise = float(arch["free_bits"]), bool(arch["sample_noise"])
+        self.encoder = mlp(features + context, hidden, 2 * latent, activation=act)
+        out = features * (2 if self.per_sample else 1)
+        self.decoder = mlp(latent + context, hidden[::-1], out, activation=act)
+        if not self.per_sample:
+            #: log σ_j of the decoder, one per feature
+            self.log_scale = nn.Parameter(torch.zeros(features))
+        #: optimizer steps taken (the KL warm-up's clock), saved with the weights
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+        self.pre: Any = None  # the VAE's preprocessor, used by the training step
+
+    # ------------------------------------------------------------------ the model
+    def encode(self, y: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and log-variance of q(z | y, c), each (N, L), in y's dtype."""
+        m, logvar = self.encoder(torch.cat([y, c], dim=-1)).to(y.dtype).chunk(2, dim=-1)
+        return m, logvar
+
+    def decode(self, z: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and log σ of p(y | z, c), (N, features) each (log σ broadcasts per feature)."""
+        h = self.decoder(torch.cat([z, c], dim=-1)).to(z.dtype)
+        if self.per_sample:
+            mean, raw = h.chunk(2, dim=-1)
+            return mean, MIN_LOG_SCALE + softplus(raw - MIN_LOG_SCALE)
+        return h, self.log_scale.to(z.dtype).expand_as(h)
+
+    @staticmethod
+    def _log_normal(y: Tensor, mean: Tensor, log_scale: Tensor) -> Tensor:
+        return -0.5 * ((y - mean) * torch.exp(-log_scale)) ** 2 - log_scale - 0.5 * _LOG_2PI
+
+    def _features(self, batch: Sequence[Tensor], generator: torch.Generator | None) -> Any:
+        theta, x = batch[0], batch[1]
+        y, _ = self.pre.forward(x, theta, generator=generator)
+        return y, self.pre.condition(theta).to(y.dtype)
+
+    def terms(
+        self, y: Tensor, c: Tensor, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor]:
+        """The reconstruction NLL per row (N,) and the KL per row and latent dimension (N, L),
+        with one reparameterized draw of z from ``generator``."""
+        m, logvar = self.encode(y, c)
+        eps = torch.randn(m.shape, generator=generator, dtype=m.dtype).to(m.device)
+        z = m + torch.exp(0.5 * logvar) * eps
+        mean, log_scale = self.decode(z, c)
+        recon = -self._log_normal(y, mean, log_scale).sum(dim=-1)
+        kl = 0.5 * (m**2 + torch.exp(logvar) - 1 - logvar)
+        return recon, kl
+
+    def kl_weight(self) -> float:
+        """β times the warm-up factor :math:`\\min(1, t / T)` at the current step t."""
+        if self.warmup <= 0:
+            return self.beta
+        return self.beta * min(1.0, int(self.steps) / self.warmup)
+
+    # ------------------------------------------------------------------ training protocol
+    def loss(self, batch: Sequence[Tensor], *, generator: torch.Generator | None = None) -> Tensor:
+        """The mean negative ELBO of a ``(theta, x)`` batch (β = 1, no warm-up, no free bits)."""
+        recon, kl = self.terms(*self._features(batch, generator), generator)
+        return (recon + kl.sum(dim=-1)).mean()
+
+    def configure_optimizers(self, config: TrainConfig) -> list[torch.optim.Optimizer]:
+        return [adam(self.parameters(), config)]
+
+    def train_step(self, batch: Sequence[Tensor], ctx: StepContext) -> None:
+        """One step on the objective of the module notes; logs ``train_loss``, ``recon``,
+        ``kl`` and ``kl_weight``."""
+        (opt,) = ctx.optimizers
+        w = self.kl_weight()
+        with ctx.autocast():
+            recon, kl = self.terms(*self._features(batch, ctx.generator), ctx.generator)
+            kl_dims = kl.mean(dim=0)
+            penalized = kl_dims.clamp_min(self.free_bits) if self.free_bits > 0 else kl_dims
+            loss = recon.mean() + w * penalized.sum()
+        if ctx.backward(loss, opt):
+            ctx.step(opt)
+        self.steps += 1
+        ctx.log_dict({"train_loss": loss.detach(), "recon": recon.detach().mean(),
+                      "kl": kl_dims.detach().sum(), "kl_weight": w})  # fmt: skip
+
+    def validation_metrics(
+        self, batch: Sequence[Tensor], *, generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        """``recon`` and ``kl`` per row on a validation batch (``val_recon``, ``val_kl``)."""
+        recon, kl = self.terms(*self._features(batch, generator), generator)
+        return {"recon": recon.mean(), "kl": kl.sum(dim=-1).mean()}
+
+    # ------------------------------------------------------------------ density and sampling
+    def log_prob_features(
+        self, y: Tensor, c: Tensor, k: int, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """The IWAE bound on log p(y | c) with ``k`` draws per row, shape (N,)."""
+        m, logvar = self.encode(y, c)
+        std = torch.exp(0.5 * logvar)
+        eps = torch.randn((k, *m.shape), generator=generator, dtype=m.dtype).to(m.device)
+        z = m + std * eps  # (k, N, L)
+        log_q = (-0.5 * eps**2 - torch.log(std) - 0.5 * _LOG_2PI).sum(-1)
+        log_prior = (-0.5 * z**2 - 0.5 * _LOG_2PI).sum(-1)
+        n = len(y)
+        mean, log_scale = self.decode(z.reshape(k * n, -1), c.repeat(k, 1))
+        log_lik = self._log_normal(y.repeat(k, 1), mean, log_scale).sum(-1).reshape(k, n)
+        return torch.logsumexp(log_lik + log_prior - log_q, dim=0) - math.log(k)
+
+    def sample_features(self, c: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """One feature vector per row of c: z and the decoder noise drawn on the CPU."""
+        z = torch.randn(len(c), self.latent, generator=generator, dtype=c.dtype).to(c.device)
+        mean, log_scale = self.decode(z, c)
+        if not self.noise:
+            return mean
+        eps = torch.randn(mean.shape, generator=generator, dtype=c.dtype).to(c.device)
+        return mean + torch.exp(log_scale) * eps
+
+
+class VAE(Surrogate):
+    """A conditional VAE surrogate p(x | θ) (see the module notes).
+
+    Architecture settings are the fields of :class:`VAEArch`; unset ones take
+    :meth:`VAEArch.for_data` of the data's kind.
+    """
+
+    model_type: ClassVar[str] = "vae"
+    Arch: ClassVar[type[VAEArch]] = VAEArch
+    #: training settings of this family that differ from :class:`~surrogates.training.
+    #: TrainConfig`'s defaults (none: the trainer's Adam at 1e-3 on ``val_loss``, the negative ELBO)
+    TRAIN_DEFAULTS: ClassVar[dict[str, Any]] = {}
+
+    def _check_arch(self, arch: dict[str, Any]) -> dict[str, Any]:
+        a = super()._check_arch(arch)
+        if a["latent"] is None:
+            a["latent"] = max(2, min(int(self.pre.features), 32))
+        return a
+
+    def _build(self) -> nn.Module:
+        net = VAENet(self.pre.features, self.pre.context, self.arch)
+        net.pre = self.pre
+        return net
+
+    def log_prob(
+        self,
+        x: Any,
+        theta: Any,
+        *,
+        k: int = 64,
+        batch_size: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Any:
+        """The importance-weighted lower bound on log p(x | θ) per row (see the module notes).
+
+        Args:
+            x: events (N, *x_shape).
+            theta: their conditions (N, P).
+            k: importance samples K per row (1: the ELBO).
+            batch_size: rows per pass (default: 65,536 / K).
+            generator: source of the draws of z (default: a fixed seed, so the bound is a
+                deterministic function of x and θ), and of the shower dequantization noise.
+
+        Returns:
+            shape (N,): numpy float64 for numpy input, else a tensor (differentiable in x).
+        """
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        as_numpy = not isinstance(x, Tensor)
+        dt = self.dtype
+        x_t, th = _tensor(x, dt), _tensor(theta, dt).reshape(len(theta), -1)
+        g = generator if generator is not None else torch.Generator().manual_seed(0)
+        rows = batch_size or max(1, 65_536 // k)
+        self.net.eval()
+        out = []
+        with torch.set_grad_enabled(not as_numpy and torch.is_grad_enabled()):
+            for s in range(0, len(x_t), rows):
+                xb, tb = x_t[s : s + rows].to(self.device), th[s : s + rows].to(self.device)
+                y, ladj = self.pre.forward(xb, tb, generator=g)
+                lp = self.net.log_prob_features(y, self.pre.condition(tb).to(dt), k, g)
+                out.append(lp + ladj if self.pre.bijective else lp)
+        lp = torch.cat(out) if out else torch.zeros(0, dtype=dt)
+        return lp.detach().cpu().double().numpy() if as_numpy else lp
