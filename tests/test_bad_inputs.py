@@ -605,7 +605,8 @@ def _interrupt_mid_run(argv: list[str], out: Path, chunks: int, sig: int) -> tup
         rc, err = _interrupt(argv, Path(f"{out}.parts"), chunks, sig)
         if not out.exists():
             return rc, err
-        out.unlink()
+        out.unlink()  # the signal met the run's last steps: start afresh
+        shutil.rmtree(f"{out}.parts", ignore_errors=True)
     return rc, err
 
 
