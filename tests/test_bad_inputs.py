@@ -583,10 +583,17 @@ def _parts_at(point: str, n_chunks: int) -> int:
     return max(1, int(POINTS[point] * n_chunks)) if POINTS[point] < 1 else int(POINTS[point])
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt(argv: list[str], parts: Path, chunks: int, sig: int) -> tuple[int, str]:
     """Starts the command, sends ``sig`` to its process group once ``chunks`` parts exist."""
+    # a terminal's foreground job takes Ctrl-C; a test run started in the background of a
+    # non-interactive shell ignores SIGINT, and the command would inherit that
     proc = subprocess.Popen([*CLI, *argv], start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)  # fmt: skip
     deadline = time.monotonic() + 120
     while len(list(parts.glob("chunk-*.h5"))) < chunks and time.monotonic() < deadline:
         if proc.poll() is not None:
