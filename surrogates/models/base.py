@@ -166,6 +166,7 @@ class Surrogate(Persistent):
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(self.seed)
             self.net = self._build()
+        self.net.pre = self.pre  # the net's loss and step read the data through it
         self.device = resolve_device(device)
         self.net.to(self.device)
         self.result: TrainResult | None = None
@@ -190,7 +191,7 @@ class Surrogate(Persistent):
         return self.Arch.for_data(self.data_kind).replace(**arch).to_dict()
 
     def _build(self) -> nn.Module:
-        """Builds ``net`` from ``self.pre`` and ``self.arch``."""
+        """Builds ``net`` from ``self.pre`` and ``self.arch`` (the base then sets ``net.pre``)."""
         raise NotImplementedError
 
     # --------------------------------------------------------------- construction

@@ -381,9 +381,7 @@ class GAN(Surrogate):
         return a
 
     def _build(self) -> nn.Module:
-        net = GANNet(self.pre.features, self.pre.context, self.arch)
-        net.pre = self.pre
-        return net
+        return GANNet(self.pre.features, self.pre.context, self.arch)
 
     @torch.no_grad()
     def sample(

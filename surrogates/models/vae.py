@@ -293,9 +293,7 @@ class VAE(Surrogate):
         return a
 
     def _build(self) -> nn.Module:
-        net = VAENet(self.pre.features, self.pre.context, self.arch)
-        net.pre = self.pre
-        return net
+        return VAENet(self.pre.features, self.pre.context, self.arch)
 
     def log_prob(
         self,

@@ -306,7 +306,7 @@ class Trainer:
         self.data = self.data if self.data is not None else run.data
         try:
             self.load_state_dict(state)
-        except CheckpointError:
+        except CheckpointError:  # a ValueError already worded for the user
             raise
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -140,9 +140,7 @@ class Flow(Surrogate):
         return a
 
     def _build(self) -> nn.Module:
-        net = FlowNet(self.pre.features, self.pre.context, self.arch)
-        net.pre = self.pre
-        return net
+        return FlowNet(self.pre.features, self.pre.context, self.arch)
 
     def log_prob(
         self, x: Any, theta: Any, *, batch_size: int = 10_000, stage: int | None = None
