@@ -43,6 +43,7 @@ from zuko.transforms import MonotonicRQSTransform
 
 import simulators
 from surrogates.models import Flow
+from surrogates.speed import best_rate
 from surrogates.training import ArrayBatches, Trainer
 
 #: the photon-shower architecture of the sampling target (373 features for dataset 1): the
@@ -51,15 +52,10 @@ SHOWER_ARCH = {k: v for k, v in Flow.Arch.for_data("showers").to_dict().items() 
 
 
 def _best_rate(fn: Callable[[], object], rows: int, reps: int) -> tuple[float, float]:
-    """Best (wall, CPU-time) rows per second of ``reps`` calls of ``fn``."""
-    wall = cpu = 0.0
-    for _ in range(reps):
-        w0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        w1, c1 = time.perf_counter(), time.process_time()
-        wall = max(wall, rows / max(w1 - w0, 1e-9))
-        cpu = max(cpu, rows / max(c1 - c0, 1e-9))
-    return wall, cpu
+    """Best (wall, CPU-time) rows per second of ``reps`` calls of ``fn``
+    (:func:`surrogates.speed.best_rate`, which the evaluation report uses too)."""
+    rate = best_rate(fn, rows, reps)
+    return rate.rows_per_s, rate.cpu_rows_per_s
 
 
 def _bare_coupling(features: int, context: int, arch: dict) -> zuko.flows.Flow:

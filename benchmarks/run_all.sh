@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${PYTHON:-.venv/bin/python}
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(bench_data bench_simulators bench_calorimeter bench_nbody bench_flow npe_vs_sbi)
+[ ${#names[@]} -gt 0 ] || names=(bench_data bench_simulators bench_calorimeter bench_nbody bench_flow bench_surrogates npe_vs_sbi)
 for name in "${names[@]}"; do
   echo "== $name"
   mkdir -p "benchmarks/results/$name"

@@ -24,9 +24,15 @@ Metrics by simulator:
 
 Conditions: when both files hold the same θ row by row (``surrogates sample --like``), the pairs are
 "matched"; otherwise the θ distributions are compared like features, since metrics on the joint
-(θ, x) only make sense when both θ samples follow one distribution. When the candidate was written
-by a surrogate whose run folder is still present, sampling speed is measured against the
-simulator on the same θ.
+(θ, x) only make sense when both θ samples follow one distribution.
+
+Speed: when the candidate was written by a surrogate whose run folder is still present, its
+rows per second are measured as a user runs it in bulk (the family's fastest exact-enough path,
+batch :data:`SPEED_BATCH`, one torch thread and all threads, after a warm-up) against the
+simulator in one process on the same θ rows (:mod:`surrogates.speed`). For showers the cost of
+the simulator grows with the incident energy, so the table is per incident energy of the
+reference file, with the time-weighted rate over its spectrum and a figure of speed-up against
+energy; other data get one bin.
 
 Example:
     >>> from surrogates.report import evaluate
@@ -57,7 +63,12 @@ __all__ = ["evaluate"]
 REPORT_VERSION = 1
 #: the figures each kind of report writes (a file of the user's under one of these names is refused)
 FIGURES = {
-    "calorimeter": ("average_shower_reference.png", "average_shower_candidate.png", "features.png"),
+    "calorimeter": (
+        "average_shower_reference.png",
+        "average_shower_candidate.png",
+        "features.png",
+        "speedup.png",
+    ),
     "nbody": ("power_spectra.png", "fields.png", "pixel_peaks.png"),
     "generic": ("x_histograms.png", "x_corner.png"),
 }
@@ -278,8 +289,15 @@ def _conditions(theta_r, theta_c, names) -> dict[str, Any]:
     return res
 
 
-def _speed(cand_meta, base, theta, seed) -> dict[str, Any] | None:
-    """Rows per second of the surrogate and of its simulator on the same θ (CPU, this process)."""
+#: the surrogate's rows per timed call in the speed section: bulk sampling (a flow samples in
+#: blocks of 1,024 rows on the CPU, so its rate here is its rate at batch 10,000) in a report
+#: that stays within about a minute on two cores
+SPEED_BATCH = 2048
+
+
+def _speed(cand_meta, base, theta, seed, kind, out, figures) -> dict[str, Any] | None:
+    """Rows per second of the surrogate, on its fastest exact-enough path, and of its simulator
+    on the same θ, per condition bin (:mod:`surrogates.speed`); CPU, this process."""
     if not str(cand_meta.get("simulator", "")).startswith("surrogate:"):
         return None
     config = cand_meta.get("simulator_config") or {}
@@ -288,36 +306,53 @@ def _speed(cand_meta, base, theta, seed) -> dict[str, Any] | None:
         from .models import registry
 
         model = registry.get(config.get("model_type", "flow")).load(run_dir, device="cpu")
-        surrogate = model.as_simulator()
     except Exception as exc:  # a moved run folder must not sink the whole report
         return {"note": f"surrogate run {run_dir!r} could not be loaded: {exc}"}
+    from . import speed as S
 
-    def rate(sim, budget_s: float) -> tuple[float, int]:
-        # Batches double from 16 rows until the budget is spent; the rate of the last (largest)
-        # batch is reported, since bulk generation runs in large batches.
-        rng = np.random.default_rng(seed)
-        sim.simulate(theta[:2], rng)  # warm-up: imports, caches, first-call overheads
-        n, spent, last = 16, 0.0, (0.0, 0)
-        while True:
-            rows = theta[:n]
-            t0 = time.perf_counter()
-            sim.simulate(rows, rng)
-            dt = time.perf_counter() - t0
-            spent += dt
-            last = (len(rows) / max(dt, 1e-9), len(rows))
-            if spent >= budget_s or n >= min(len(theta), 65536):
-                return last
-            n *= 2
-
-    r_sur, n_sur = rate(surrogate, 2.0)
-    r_sim, n_sim = rate(base, 5.0)
-    return {
-        "surrogate_rows_per_s": r_sur,
-        "simulator_rows_per_s": r_sim,
-        "speedup": r_sur / r_sim,
-        "batch_rows": {"surrogate": n_sur, "simulator": n_sim},
+    t0 = time.perf_counter()
+    path = S.bulk_sampling_path(model)
+    bins = S.condition_bins(theta, discrete=None if kind == "calorimeter" else False)
+    threads = sorted({1, S.all_threads()})
+    sur = model.as_simulator()
+    try:  # best of 2 calls per bin on one thread; more threads: one call at the highest bin
+        one = S.rates_by_condition(sur, bins.rows, batch=SPEED_BATCH, threads=1, reps=2,
+                                   budget_s=1.0, seed=seed)  # fmt: skip
+        more = {t: S.rates_by_condition(sur, bins.rows[-1:], batch=SPEED_BATCH, threads=t,
+                                        reps=1, seed=seed, warmup=False)[0]
+                for t in threads if t > 1}  # fmt: skip
+        # the simulator's cost per row grows with energy: batches sized to ~0.25 s per call
+        sim = S.rates_by_condition(base, bins.rows, batch=None, threads=None, reps=2,
+                                   seconds_per_call=0.25, seed=seed)  # fmt: skip
+    except SimulatorInputError as exc:  # θ outside the surrogate's training range
+        return {"note": f"speed not measured: {exc}"}
+    table = S.speed_table(bins, one, sim, more_threads=more)
+    spec = table["spectrum"]
+    res = {
+        "surrogate_rows_per_s": spec["surrogate_rows_per_s"],
+        "simulator_rows_per_s": spec["simulator_rows_per_s"],
+        "speedup": spec["speedup"],
+        "path": path,
+        "batch": SPEED_BATCH,
+        "threads": threads,
+        "simulator_batch": "sized per bin to about 0.25 s per call (8 to 4,096 rows)",
+        "parameter": str((tuple(base.param_names) or ("θ",))[0]),
+        "unit": "showers" if kind == "calorimeter" else "rows",
+        "per_bin": bins.discrete,
         "device": "cpu",
+        **table,
+        "seconds": round(time.perf_counter() - t0, 1),
     }
+    if kind == "calorimeter" and len(bins.counts) > 1:
+        from .plots.speed import plot_speedup
+
+        caption = (f"Sampling speed-up of the surrogate over the simulator against incident "
+                   f"energy (1 thread, batch {SPEED_BATCH}; dashed: time-weighted over the "
+                   "spectrum; below 1 the simulator is faster)")  # fmt: skip
+        theta_b, up = [r["theta"] for r in table["bins"]], [r["speedup"] for r in table["bins"]]
+        figures.append((caption, plot_speedup(theta_b, up, out / "speedup.png",
+                                              spectrum=spec["speedup"])))  # fmt: skip
+    return res
 
 
 # ---------------------------------------------------------------------------------------------
@@ -408,7 +443,9 @@ def evaluate(
             base_sim = simulators.get(base_r, **cfg_r)
         except Exception:  # a user simulator not registered in this process
             base_sim = None
-        speed = _speed(meta_c, base_sim, theta_c, seed) if base_sim is not None else None
+        speed = None
+        if base_sim is not None:
+            speed = _speed(meta_c, base_sim, theta_r, seed, kind, tmp, figures)
 
         summary: dict[str, Any] = {
             "report_version": REPORT_VERSION,

@@ -117,6 +117,79 @@ def _headline(summary: dict[str, Any]) -> list[tuple[str, Any, str]]:
     return rows
 
 
+def _condition(value: float, speed: dict[str, Any]) -> str:
+    if speed["unit"] == "showers":
+        from .speed import format_energy
+
+        return format_energy(value)
+    return f"{speed['parameter']} ≈ {value:.4g}"
+
+
+def _speed_html(speed: dict[str, Any]) -> list[str]:
+    """The speed section: how it was measured, a plain verdict, the table per θ bin."""
+    if "note" in speed:
+        return [f"<p class='muted'>{html.escape(speed['note'])}</p>"]
+    unit, threads, bins = speed["unit"], speed["threads"], speed["bins"]
+    threads_text = ", ".join(map(str, threads))
+    parts = [
+        f"<p class='muted'>Surrogate: {html.escape(speed['path'])}; {speed['batch']:,} rows per "
+        f"call after a warm-up; torch threads {threads_text}. Simulator: one "
+        f"process (one core), {html.escape(speed['simulator_batch'])}, on the same θ rows. "
+        "Best of repeated calls, wall clock, CPU. Speed-up: surrogate on one thread over the "
+        "simulator on one core. Whole spectrum: total rows over total time of generating this "
+        "file's θ (rows per bin as in the reference file).</p>"
+    ]
+    slow = speed["slower_than_simulator"]
+    if slow:
+        where = (
+            "at every condition measured"
+            if len(slow) == len(bins)
+            else f"at {len(slow)} of {len(bins)} conditions ("
+            + ", ".join(_condition(v, speed) for v in slow)
+            + ")"
+        )
+        parts.append(
+            f"<p class='bad'>The surrogate is slower than the simulator {where}: there, "
+            "running the simulator is faster.</p>"
+        )
+    else:
+        parts.append("<p class='ok'>The surrogate is faster than the simulator at every "
+                     "condition measured.</p>")  # fmt: skip
+    spec = speed["spectrum"]
+    verdict = "faster" if spec["speedup"] >= 1 else "slower"
+    parts.append(f"<p>Over the whole spectrum the surrogate is {verdict}: speed-up "
+                 f"{spec['speedup']:.3g}×.</p>")  # fmt: skip
+    parts.append(
+        f"<table><tr><th>{html.escape(speed['parameter'])}</th><th>rows in file</th>"
+        "<th>simulator, 1 core (rows per call)</th><th>surrogate, 1 thread</th>"
+        "<th>speed-up</th></tr>"
+    )
+    for b in bins:
+        cls = "num bad" if b["speedup"] < 1 else "num"
+        parts.append(
+            f"<tr><td>{html.escape(_condition(b['theta'], speed))}</td>"
+            f"<td class='num'>{b['count']:,}</td><td class='num'>"
+            f"{b['simulator']['rows_per_s']:,.0f} ({b['simulator']['rows']:,})</td>"
+            f"<td class='num'>{b['surrogate']['rows_per_s']:,.0f}</td>"
+            f"<td class='{cls}'>{b['speedup']:.3g}×</td></tr>"
+        )
+    parts.append(
+        f"<tr><th>whole spectrum</th><td class='num'>{sum(b['count'] for b in bins):,}</td>"
+        f"<td class='num'>{spec['simulator_rows_per_s']:,.0f}</td>"
+        f"<td class='num'>{spec['surrogate_rows_per_s']:,.0f}</td>"
+        f"<td class='num'>{spec['speedup']:.3g}×</td></tr></table>"
+    )
+    for t, r in speed.get("more_threads", {}).items():
+        parts.append(
+            f"<p>On {t} threads the surrogate draws {r['rows_per_s']:,.0f} {unit}/s "
+            f"(at {html.escape(_condition(r['theta'], speed))}; its cost does not depend on "
+            "θ), against the simulator's one core above: a simulator file is generated with one "
+            "process per core (<code>--workers</code>), so compare per core.</p>"
+        )
+    parts.append(f"<p class='muted'>Rates in {unit} per second.</p>")
+    return parts
+
+
 def _figure_html(caption: str, path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return (
@@ -167,26 +240,7 @@ def write_html(summary: dict[str, Any], figures: list[tuple[str, Path]], path: P
     speed = summary.get("speed")
     if speed:
         parts.append("<h2>Sampling speed</h2>")
-        if "note" in speed:
-            parts.append(f"<p class='muted'>{html.escape(speed['note'])}</p>")
-        else:
-            parts.append(
-                _table(
-                    [
-                        (
-                            "surrogate (rows/s)",
-                            speed["surrogate_rows_per_s"],
-                            f"CPU, batch of {speed['batch_rows']['surrogate']} rows",
-                        ),
-                        (
-                            "simulator (rows/s)",
-                            speed["simulator_rows_per_s"],
-                            f"CPU, same θ, batch of {speed['batch_rows']['simulator']} rows",
-                        ),
-                        ("speed-up", speed["speedup"], "surrogate / simulator"),
-                    ]
-                )
-            )
+        parts += _speed_html(speed)
     feats = summary["metrics"].get("features")
     if feats:
         parts.append(

@@ -99,6 +99,9 @@ def test_simulator_vs_surrogate_matches_conditions_and_times_sampling(moons, tmp
     assert speed["speedup"] == pytest.approx(
         speed["surrogate_rows_per_s"] / speed["simulator_rows_per_s"]
     )
+    # toy data: one bin of all θ rows (per-energy bins: tests/test_speed.py)
+    assert len(speed["bins"]) == 1 and speed["per_bin"] is False and speed["unit"] == "rows"
+    assert speed["threads"][0] == 1 and speed["batch"] > 0 and speed["path"].startswith("flow")
     assert 0.5 <= summary["metrics"]["c2st_joint"] <= 1.0  # a 2-epoch flow: anything goes
     assert "Sampling speed" in _check_html(out / "report.html")
 

@@ -53,6 +53,23 @@ def _step(text: str) -> float:
     return time.perf_counter()
 
 
+def _speed_line(speed: dict) -> str:
+    """The report's speed-up at the top energies and over the spectrum, as the report shows."""
+    from surrogates.speed import format_energy
+
+    top = ", ".join(
+        f"{s:.3g}x at {format_energy(e)}"
+        for e, s in zip(speed["top"]["theta"], speed["top"]["speedup"], strict=True)
+    )
+    slow, n = len(speed["slower_than_simulator"]), len(speed["bins"])
+    verdict = f"; SLOWER than the simulator at {slow} of {n} energies" if slow else ""
+    return (
+        f"    sampling speed-up (surrogate / simulator, 1 thread, batch {speed['batch']:,}, "
+        f"{speed['path'].split(' (')[0]}): {top}; {speed['spectrum']['speedup']:.3g}x over the "
+        f"spectrum{verdict}"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     import shutil
 
@@ -114,6 +131,11 @@ def run(args: argparse.Namespace) -> int:
         f"{m['classifier_low_level']['auc']:.3f} low-level, "
         f"{m['classifier_high_level']['auc']:.3f} high-level (0.5 = indistinguishable)"
     )
+    speed = summary.get("speed") or {}
+    if "bins" in speed:
+        print(_speed_line(speed))
+    elif "note" in speed:
+        print(f"    speed: {speed['note']}")
     print(f"    data   {train}, {test}, {generated}")
     print(f"    model  {out / name}")
     print(f"    report {out / 'report' / 'report.html'}")
