@@ -18,6 +18,7 @@ from surrogates.preprocessing import (
     from_dict,
     layer_sizes_of,
 )
+from surrogates.preprocessing.base import _logit
 
 # CaloChallenge dataset-1 photons: radial x alpha bins of the non-empty layers 0, 1, 2, 3, 12
 PHOTON_LAYERS = [8 * 1, 16 * 10, 19 * 10, 5 * 1, 5 * 1]
@@ -152,6 +153,53 @@ def test_shower_state_round_trip_and_bad_input():
         ShowerPreprocessing([8, 8]).fit(x, e)
     with pytest.raises(ValueError, match="unknown preprocessing"):
         from_dict({"kind": "nope"})
+
+
+def test_shower_layer_features_are_standardized_per_energy():
+    # discrete energies: one knot each, so every energy's layer features have mean 0, std 1
+    x, e = synthetic_showers(600, seed=4)
+    e = torch.tensor([256.0, 4096.0, 65536.0])[torch.arange(600) % 3, None].double()
+    x = x * (e / x.sum(1, keepdim=True).clamp_min(1e-9))  # response of order one at every E
+    g = torch.Generator().manual_seed(0)
+    pre = ShowerPreprocessing(PHOTON_LAYERS, threshold=THRESHOLD).fit(x, e, generator=g)
+    assert len(pre.knots) == 3
+    y, _ = pre.forward(x, e, generator=torch.Generator().manual_seed(0))
+    for energy in (256.0, 4096.0, 65536.0):
+        rows = y[e[:, 0] == energy, :5]
+        assert torch.allclose(rows.mean(0), torch.zeros(5, dtype=y.dtype), atol=1e-9)
+        assert torch.allclose(rows.std(0), torch.ones(5, dtype=y.dtype), atol=1e-9)
+
+
+def test_shower_conditional_standardization_log_jacobian_and_continuity():
+    # continuous energies: quantile knots, linear interpolation between them
+    x, e = synthetic_showers(2000, seed=5)
+    pre = ShowerPreprocessing(PHOTON_LAYERS).fit(x, e, generator=torch.Generator().manual_seed(0))
+    assert 2 <= len(pre.knots) <= 32 and torch.all(pre.knots[1:] > pre.knots[:-1])
+    # the map from logit fractions to features, per row: its log-det is -sum log std(c)
+    c = pre.condition(e)[:, 0]
+    mean, std = pre._layer_stats(c, x)
+    y1, ladj1 = pre.forward(x, e, generator=torch.Generator().manual_seed(1))
+    xq = pre._dequantize(x, torch.Generator().manual_seed(1))
+    t, ladj = _logit(pre._fractions(xq, e), pre.eps)
+    assert torch.allclose(y1, (t - mean) / std)
+    assert torch.allclose(ladj1, (ladj - torch.log(std)).sum(1))
+    # the scale varies with energy and is continuous across the knots
+    grid = torch.linspace(float(c.min()) - 1, float(c.max()) + 1, 4001, dtype=torch.float64)
+    _, s = pre._layer_stats(grid, torch.zeros(1, dtype=torch.float64))
+    assert (s[:, :5].max(0).values / s[:, :5].min(0).values > 1.05).any()
+    assert (s[1:, :5] - s[:-1, :5]).abs().max() < 0.05 * s[:, :5].max()
+
+
+def test_shower_state_saved_before_the_energy_knots_loads_as_global():
+    x, e = synthetic_showers(300)
+    pre = ShowerPreprocessing(PHOTON_LAYERS).fit(x, e, generator=torch.Generator().manual_seed(0))
+    old = {k: v for k, v in pre.to_dict().items() if not k.startswith("knot")}
+    back = from_dict(json.loads(json.dumps(old)))
+    y, _ = back.forward(x, e, generator=torch.Generator().manual_seed(1))
+    xq = back._dequantize(x, torch.Generator().manual_seed(1))
+    t, _ = _logit(back._fractions(xq, e), back.eps)
+    assert torch.allclose(y, (t - pre.mean) / pre.std)
+    assert torch.allclose(back.inverse(y, e), x, rtol=1e-9, atol=1e-12)
 
 
 def linear_gaussian(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
