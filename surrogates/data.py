@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from typing import Literal
@@ -93,6 +94,19 @@ class H5Batches(IterableDataset):
 
     Use with ``DataLoader(ds, batch_size=None, num_workers=k)``: worker ``w`` of ``k`` reads the
     chunks ``w, w + k, ...`` of the epoch's chunk order.
+
+    On several processes (:meth:`shard`, called by the trainer under torchrun) process ``r`` of
+    ``W`` reads the chunks ``r, r + W, ...`` of the epoch's order, which its workers split
+    again, so each process reads only its share of the file. ``batch_size`` is then per
+    process. A training shard (``equal=True``) yields full batches only and, each epoch, as
+    many as the process with the fewest rows can fill (the excess of the others is dropped,
+    from their last worker's last batches): every process takes the same number of steps, as
+    DDP needs (an uneven count leaves a process waiting forever in the last all-reduce). The
+    counts come from the split's row counts per chunk; with ``drop_invalid`` the file is read
+    once more to count the finite rows. A validation shard (``equal=False``) drops nothing.
+    Unlike :class:`~surrogates.training.ArrayBatches`, a sharded epoch is not the same batches
+    as one process with ``W`` times the batch size (whole chunks go to one process), but an
+    equally random one.
     """
 
     def __init__(
@@ -129,21 +143,71 @@ class H5Batches(IterableDataset):
             self.meta = data.meta
             self.x_shape = data.x_shape
         self.n_chunks = -(-self.n // self.chunk_size)
-        self.n_rows = sum(
-            int(split_mask(i, self._rows(i), split, val_fraction, split_seed).sum())
-            for i in range(self.n_chunks)
-        )
+        #: rows of the split in each chunk (finite ones only, once sharded with drop_invalid)
+        self.chunk_rows = np.array(
+            [split_mask(i, self._rows(i), split, val_fraction, split_seed).sum()
+             for i in range(self.n_chunks)], dtype=np.int64
+        )  # fmt: skip
+        self.n_rows = int(self.chunk_rows.sum())
+        self.rank, self.world_size, self.equal = 0, 1, True
         self._file: h5py.File | None = None
         self._datasets: tuple[h5py.Dataset, h5py.Dataset] | None = None
 
     def _rows(self, i: int) -> int:
         return min(self.n, (i + 1) * self.chunk_size) - i * self.chunk_size
 
+    def shard(self, rank: int, world_size: int, *, equal: bool = True) -> None:
+        """Reads only process ``rank``'s chunks (see the class notes)."""
+        if not 0 <= rank < world_size:
+            raise SimulatorInputError(f"rank must be in [0, {world_size}), got {rank}")
+        self.rank, self.world_size, self.equal = int(rank), int(world_size), bool(equal)
+        if self.sharded_equal and self.drop_invalid:  # the exact counts the plan needs
+            self.chunk_rows = np.array([len(self._read_chunk(i)[0]) for i in range(self.n_chunks)])
+            self.n_rows = int(self.chunk_rows.sum())
+            self._close()
+        if self.sharded_equal and not self._quota(self._order(), 1)[0]:
+            raise SimulatorInputError(
+                f"{self.path}: {self.n_chunks} chunk(s) of {self.chunk_size} rows cannot give each "
+                f"of {world_size} processes a batch of {self.batch_size} rows; write the file "
+                "with smaller chunks (--chunk-size) or use fewer processes"
+            )
+
+    @property
+    def sharded_equal(self) -> bool:
+        return self.world_size > 1 and self.equal
+
+    def _close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = self._datasets = None
+
+    def _order(self) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(self.n_chunks)
+        return np.random.default_rng([self.seed, self.epoch]).permutation(self.n_chunks)
+
+    def _quota(self, order: np.ndarray, n_workers: int) -> np.ndarray:
+        """Full batches each worker of this process yields, the same total on every process."""
+        w, b = self.world_size, self.batch_size
+        counts = np.array([[self.chunk_rows[order[r::w][k::n_workers]].sum() // b
+                            for k in range(n_workers)] for r in range(w)])  # fmt: skip
+        mine, excess = counts[self.rank].copy(), counts[self.rank].sum() - counts.sum(1).min()
+        for k in reversed(range(n_workers)):
+            cut = min(excess, mine[k])
+            mine[k] -= cut
+            excess -= cut
+        return mine
+
     def set_epoch(self, epoch: int) -> None:
         """Sets the epoch, which with ``seed`` fixes the shuffling."""
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
+        if self.sharded_equal:  # with one worker; a few batches fewer with several
+            return int(self._quota(self._order(), 1)[0])
+        if self.world_size > 1:
+            return -(-int(self.chunk_rows[self._order()[self.rank :: self.world_size]].sum())
+                     // self.batch_size)  # fmt: skip
         if self.drop_last:
             return self.n_rows // self.batch_size
         return -(-self.n_rows // self.batch_size)
@@ -174,9 +238,13 @@ class H5Batches(IterableDataset):
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         info = get_worker_info()
         worker, n_workers = (0, 1) if info is None else (info.id, info.num_workers)
+        order = self._order()
         rng = np.random.default_rng([self.seed, self.epoch])
-        order = rng.permutation(self.n_chunks) if self.shuffle else np.arange(self.n_chunks)
-        mine = order[worker::n_workers]
+        if self.shuffle:
+            rng.permutation(self.n_chunks)  # the draw of _order: the row shuffles follow it
+        quota = int(self._quota(order, n_workers)[worker]) if self.sharded_equal else None
+        mine = order[self.rank :: self.world_size][worker::n_workers]
+        left = math.inf if quota is None else quota
         rest_t = np.zeros((0, len(self.meta["param_names"])), np.float32)
         rest_x = np.zeros((0, *self.x_shape), np.float32)
         for g in range(0, len(mine), self.buffer_chunks):
@@ -188,9 +256,12 @@ class H5Batches(IterableDataset):
                 theta, x = theta[perm], x[perm]
             full = len(theta) - len(theta) % self.batch_size
             for s in range(0, full, self.batch_size):
+                if left <= 0:
+                    return
+                left -= 1
                 yield self._tensors(theta[s : s + self.batch_size], x[s : s + self.batch_size])
             rest_t, rest_x = theta[full:], x[full:]
-        if len(rest_t) and not self.drop_last:
+        if len(rest_t) and not self.drop_last and quota is None:
             yield self._tensors(rest_t, rest_x)
 
     @staticmethod

@@ -1,4 +1,12 @@
-"""``surrogates sample``: draw from a trained surrogate under the conditions of a reference file."""
+"""``surrogates sample``: draw from a trained surrogate under the conditions of a reference file.
+
+The rows are written through the chunked, resumable writer of ``surrogates simulate``
+(:func:`simulators.generate`): chunk ``i`` draws from its own seed, so the file is the same for
+any ``--workers`` or Dask ``--scheduler`` and after any number of ``--resume``; a killed
+campaign loses at most the chunks in flight. Workers (local processes or Dask workers) receive
+the model with each chunk and write the chunk's part file beside ``--out``, so Dask workers on
+other machines need a shared file system (as for ``simulate``).
+"""
 
 from __future__ import annotations
 
@@ -29,6 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="flows: compiled spline inverses, conditioners in this precision "
         "(bfloat16: about 6x faster on CPUs with AMX/AVX-512-BF16; see the README)",
     )
+    par = p.add_mutually_exclusive_group()
+    par.add_argument("--workers", type=int, default=1, help="processes on this machine")
+    par.add_argument("--scheduler", help="address of a Dask scheduler to run chunks on")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -42,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..checkpoint import read_meta
     from ..models import registry
+    from .simulate import _executor
 
     check_output_location(args.out, kind="file", overwrite=args.overwrite or args.resume)
     meta = read_meta(args.run_dir)
@@ -68,8 +80,9 @@ def run(args: argparse.Namespace) -> int:
     sim = model.as_simulator()
     attrs = {"surrogate_run": str(args.run_dir), "like": str(args.like),
              "like_simulator": json.dumps(like_meta.get("simulator"))}  # fmt: skip
+    executor = _executor(args.scheduler) if args.scheduler else None
     simulators.generate(sim, n, args.out, seed=args.seed, theta=theta, overwrite=args.overwrite,
                         resume=args.resume, progress=None if not args.no_progress else False,
-                        attrs=attrs)  # fmt: skip
+                        attrs=attrs, workers=args.workers, executor=executor)  # fmt: skip
     print(f"wrote {n} rows sampled from {args.run_dir} to {args.out}")
     return 0

@@ -1,4 +1,9 @@
-"""``surrogates train``: fit a surrogate on a dataset file into a run directory."""
+"""``surrogates train``: fit a surrogate on a dataset file into a run directory.
+
+Started by ``torchrun --nproc-per-node N -m surrogates train ...`` it trains on N processes
+(DDP, see :mod:`surrogates.training.distributed`): every process checks the arguments and
+builds the model, rank 0 alone writes and prints.
+"""
 
 from __future__ import annotations
 
@@ -85,12 +90,26 @@ def _label(key: str, value: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch.distributed as dist
+
+    from ..training.distributed import init_from_env
+
+    opened = init_from_env() and dist.is_initialized()
+    try:
+        return _run(args)
+    finally:
+        if opened:
+            dist.destroy_process_group()
+
+
+def _run(args: argparse.Namespace) -> int:
     from simulators.dataset import check_dataset
     from simulators.outputs import check_output_location
 
     from ..checkpoint import CONFIG
     from ..models import registry
     from ..training import CHECKPOINT, TrainConfig
+    from ..training.distributed import Seam, is_main_process
     from ..training.resume import check_data, merge_settings, read_run
 
     cls = registry.get(args.model)
@@ -99,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
     given = {k: getattr(args, dest) for k, (dest, _) in _TRAIN_FLAGS.items()
              if getattr(args, dest) is not None}  # fmt: skip
     drop = given.pop("drop_nonfinite", None)
-    given.update(device=args.device, progress=not args.no_progress, verbose=True)
+    main = is_main_process()
+    given.update(device=args.device, progress=not args.no_progress, verbose=main)
     stored = None
     if args.resume:  # the run's stored settings and dataset, before any work
         stored = read_run(out)
@@ -143,8 +163,10 @@ def run(args: argparse.Namespace) -> int:
         else:
             model = cls.for_dataset(data, seed=train.get("seed", 0), device=args.device,
                                     drop_nonfinite=drop, **arch)  # fmt: skip
-            model.save(out)  # the preprocessing and architecture, so --resume can rebuild it
-        if check.n_dropped:
+            if main:  # the preprocessing and architecture, so --resume can rebuild it
+                model.save(out)
+            Seam(model.device).barrier()
+        if check.n_dropped and main:
             print(f"--drop-nonfinite: skipping {check.n_dropped} of {check.n} rows of {data} "
                   "holding NaN/inf", flush=True)  # fmt: skip
         model.fit(data, run_dir=out, resume=args.resume, drop_nonfinite=drop, **train)
@@ -157,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"cannot write to {exc.filename or out}: {exc.strerror or exc}; once "
                         f"fixed, {then}") from None  # fmt: skip
     r = model.result
+    if not main:
+        return 0
     best = f"{r.best_val_loss:.4f}" if r and r.best_val_loss is not None else "n/a"
     print(f"model saved to {out}/ (best validation loss {best}); sample with: "
           f"surrogates sample {out} --like {data} --out SAMPLE.h5")  # fmt: skip

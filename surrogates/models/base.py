@@ -301,7 +301,7 @@ class Surrogate(Persistent):
         trainer = Trainer(self.net, config)
         self.device = trainer.device
         self.result = trainer.fit(train, val, run_dir=run_dir, resume=resume, data=record)
-        if run_dir is not None:
+        if run_dir is not None and trainer.is_main:  # one writer under torchrun
             self.save(run_dir)
         return self
 

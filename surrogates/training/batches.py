@@ -31,6 +31,14 @@ class ArrayBatches:
         batch_size: rows per batch (the last batch may be smaller).
         shuffle: permute rows every epoch, from ``(seed, epoch)``.
         seed: shuffling seed.
+
+    On several processes (:meth:`shard`) ``batch_size`` is per process: process ``r`` of ``W``
+    takes rows ``[r b, (r+1) b)`` of each global batch of ``W * batch_size`` shuffled rows, so
+    two processes see together what one process sees with twice the batch size. Training
+    shards (``equal=True``) split the last, short global batch of ``m`` rows into ``m // W``
+    rows per process and drop its ``m mod W`` remaining rows (and the batch when ``m < W``):
+    every process then takes the same number of equal batches, which keeps DDP's gradient mean
+    the mean over the global batch. Validation shards (``equal=False``) drop nothing.
     """
 
     def __init__(
@@ -41,12 +49,22 @@ class ArrayBatches:
         self.tensors, self.batch_size, self.shuffle, self.seed = tensors, batch_size, shuffle, seed
         self.epoch = 0
         self.n_rows = len(tensors[0])
+        self.rank, self.world_size, self.equal = 0, 1, True
+
+    def shard(self, rank: int, world_size: int, *, equal: bool = True) -> None:
+        """Yields only process ``rank``'s share of each global batch (see the class notes)."""
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+        self.rank, self.world_size, self.equal = int(rank), int(world_size), bool(equal)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        return -(-self.n_rows // self.batch_size)
+        full, rest = divmod(self.n_rows, self.batch_size * self.world_size)
+        if self.equal:
+            return full + (rest >= self.world_size)
+        return full + (rest > self.rank)
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         if self.shuffle:
@@ -54,9 +72,16 @@ class ArrayBatches:
             idx = torch.randperm(self.n_rows, generator=g)
         else:
             idx = torch.arange(self.n_rows)
-        for s in range(0, self.n_rows, self.batch_size):
-            i = idx[s : s + self.batch_size]
-            yield tuple(t[i] for t in self.tensors)
+        step, w, r = self.batch_size * self.world_size, self.world_size, self.rank
+        for s in range(0, self.n_rows, step):
+            i = idx[s : s + step]
+            if self.equal:
+                b = len(i) // w
+                i = i[r * b : (r + 1) * b]
+            else:  # validation: every row once, none dropped
+                i = i[r::w]
+            if len(i):
+                yield tuple(t[i] for t in self.tensors)
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[Tensor, Tensor]:

@@ -19,7 +19,8 @@ is a function of the epoch, which is what makes resuming exact.
 Distributed training plugs in at :meth:`Trainer.wrap` (the modules a step runs through),
 :meth:`Trainer.reduce` (validation quantities, so every process takes the same decision) and
 :attr:`Trainer.is_main` (the one process that writes checkpoints, metrics and output); on one
-process they are the identity and True.
+process they are the identity and True. Under torchrun they are those of
+:class:`~surrogates.training.distributed.Seam` (DDP, sharded batches, per-rank generators).
 
 Example:
     >>> import torch
@@ -52,11 +53,12 @@ from torch import Tensor, nn
 
 from simulators.errors import UserError
 
-from ..checkpoint import FORMAT_VERSION, CheckpointError, load_state, save_state
+from ..checkpoint import FORMAT_VERSION, CheckpointError, load_state
 from ..device import resolve_device
 from .batches import ArrayBatches, to_device
 from .config import TrainConfig, TrainResult
-from .context import StepContext, default_step
+from .context import default_step
+from .distributed import Seam
 from .protocols import AveragedModel, LossModel, OptimizerModel, StepModel, ValidationModel
 from .resume import CHECKPOINT, check_data, merge_settings, stored_run
 from .tracking import MetricsLog, is_tty
@@ -108,7 +110,8 @@ class Trainer:
     def __init__(self, module: nn.Module, config: TrainConfig | None = None, **overrides: Any):
         config = config or TrainConfig()
         self.config = replace(config, **overrides) if overrides else config
-        self.device = resolve_device(self.config.device)
+        self.dist = Seam(resolve_device(self.config.device))  # one process, or torchrun's rank
+        self.device = self.dist.device
         self.module = module.to(self.device)
         if isinstance(module, StepModel):
             self._step_fn = module.train_step
@@ -129,9 +132,10 @@ class Trainer:
             for group in opt.param_groups:
                 group.setdefault("base_lr", group["lr"])
         self.wrapped = self.wrap(self.module)
-        self.generator = torch.Generator().manual_seed(self.config.seed)
-        self.ctx = StepContext(self.optimizers, self.generator, self.device,
-                               amp=self.config.amp, clip_grad=self.config.clip_grad)  # fmt: skip
+        self.generator = torch.Generator().manual_seed(self.dist.seed(self.config.seed))
+        c = self.config
+        self.ctx = self.dist.context(self.optimizers, self.generator, self.device, amp=c.amp,
+                                     clip_grad=c.clip_grad)  # fmt: skip
         # counters, saved in checkpoints
         self.step = self.epoch = self.pos = 0
         self.best_val: float | None = None
@@ -162,15 +166,15 @@ class Trainer:
     @property
     def is_main(self) -> bool:
         """Whether this process writes checkpoints, metrics and output (always, on one)."""
-        return True
+        return self.dist.is_main
 
     def wrap(self, module: nn.Module) -> nn.Module:
-        """The module a step runs through (a distributed wrapper goes here)."""
-        return module
+        """The module a step runs through (DDP under torchrun, for a loss model)."""
+        return self.dist.wrap(module)
 
     def reduce(self, values: dict[str, float], rows: int) -> tuple[dict[str, float], int]:
         """Row-weighted validation sums and the row count over all processes."""
-        return values, rows
+        return self.dist.reduce(values, rows)
 
     # ----------------------------------------------------------------- schedule
     def lr_factor(self) -> float:
@@ -272,6 +276,7 @@ class Trainer:
             "best": self.best_state,
             "ema": None if self.average is None else copy_state(self.average, "cpu"),
             "generator": self.generator.get_state(),
+            **self.dist.generator_states(self.generator),
             "counters": json.dumps(counters),
             "config": json.dumps(asdict(self.config)),
             "data": json.dumps(self.data),
@@ -286,7 +291,7 @@ class Trainer:
             if state.get("ema") is None:
                 raise CheckpointError("the trainer checkpoint has no weight average (ema)")
             self.average.load_state_dict(state["ema"])
-        self.generator.set_state(state["generator"])
+        self.generator.set_state(self.dist.own_generator(state))
         counters = json.loads(state["counters"])
         logs = counters.pop("logs", None)
         if logs is None:  # a checkpoint written before the step context
@@ -314,8 +319,7 @@ class Trainer:
 
     def save_checkpoint(self, run_dir: str | os.PathLike) -> None:
         """Writes ``run_dir/trainer.ckpt`` atomically (on the main process only)."""
-        if self.is_main:
-            save_state(self.state_dict(), Path(run_dir) / CHECKPOINT)
+        self.dist.save(self.state_dict, Path(run_dir) / CHECKPOINT)
 
     # ----------------------------------------------------------------- the loop
     def _validate(self, val_batches: Iterable[Any] | None, log: MetricsLog, lr: float) -> None:
@@ -388,7 +392,9 @@ class Trainer:
         if run is not None and self.is_main:
             run.mkdir(parents=True, exist_ok=True)
         self.data = data
-        if resume and run is not None and (run / CHECKPOINT).exists():
+        train_batches = self.dist.shard(train_batches, equal=True)  # type: ignore[assignment]
+        val_batches = self.dist.shard(val_batches, equal=False)
+        if resume and run is not None and self.dist.agree((run / CHECKPOINT).exists()):
             self._resume(run / CHECKPOINT)
         elif run is not None:  # the run's settings and data are on disk from its first step
             self.save_checkpoint(run)
