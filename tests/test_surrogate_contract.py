@@ -1,7 +1,9 @@
 """The contract every registered surrogate family keeps, parametrized over the registry (as zuko's
 tests run over every flow): a family joins by its registry line and its entry in ``SMALL``.
 
-For each family, on a tiny vector dataset and a tiny calorimeter shower dataset: ``for_dataset``
+For each family, on a tiny vector dataset and a tiny calorimeter shower dataset (and for the VAE
+and the GAN, whose convolutional backbones take them, a tiny N-body dataset of two 16×16 slices
+per row; the flow models fields as vectors, covered by the vector case): ``for_dataset``
 and a few training steps; sample shape and dtype; every parameter reached by the gradient;
 identical samples after save/load under one generator; ``as_simulator()`` through
 ``simulators.generate``; and a fit interrupted after a checkpoint and resumed ends with the
@@ -27,19 +29,28 @@ SMALL = {
     "vae": {
         "vectors": {"hidden": [16], "latent": 2, "warmup_steps": 3},
         "showers": {"hidden": [16], "latent": 4, "warmup_steps": 3},
+        "fields": {"conv_widths": [4, 8], "latent": 4, "warmup_steps": 3},
     },
     "gan": {  # n_critic=2: the generator is updated at steps 2, 4 and 6
         "vectors": {"hidden": [16, 16], "latent": 4, "n_critic": 2},
         "showers": {"hidden": [16, 16], "latent": 4, "n_critic": 2},
+        "fields": {"conv_widths": [4, 8], "latent": 4, "n_critic": 2},
     },
 }
 TRAIN = {"max_steps": 4, "batch_size": 64, "progress": False, "device": "cpu", "lr": 1e-2}
 FAMILIES = registry.names()
 KINDS = ("vectors", "showers")
+#: (family, kind) pairs: every family on vectors and showers, the conv families on fields too
+CASES = [
+    pytest.param(f, k, id=f"{f}-{k}") for f in FAMILIES for k in (*KINDS, "fields") if k in SMALL[f]
+]
+#: a tiny periodic N-body box: 16³ particles, 2 steps, two 16×16 projected slices per row
+NBODY = {"n_particles": 16, "box_size": 128.0, "n_steps": 2, "output": "slices", "n_slices": 2}
 
 
 def test_every_family_has_small_settings():
     assert set(SMALL) == set(FAMILIES)
+    assert all(set(KINDS) <= set(SMALL[f]) for f in FAMILIES)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +60,9 @@ def data(tmp_path_factory):
     simulators.generate(simulators.get("two_moons"), 400, moons, seed=0, chunk_size=100)
     calo = simulators.get("calorimeter", particle="photon", e_max_mev=4096.0)
     simulators.generate(calo, 300, showers, seed=0, chunk_size=100)
-    return {"vectors": moons, "showers": showers}
+    fields = root / "nbody.h5"
+    simulators.generate(simulators.get("nbody", **NBODY), 80, fields, seed=0, chunk_size=40)
+    return {"vectors": moons, "showers": showers, "fields": fields}
 
 
 def build(family, kind, data, seed=0):
@@ -57,10 +70,10 @@ def build(family, kind, data, seed=0):
     return cls.for_dataset(data[kind], seed=seed, device="cpu", **SMALL[family][kind])
 
 
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize(("family", "kind"), CASES)
 def test_train_sample_shape_and_every_parameter_learns(family, kind, data):
     model = build(family, kind, data)
+    assert model.data_kind == kind  # nbody data get the convolutional backbone by themselves
     before = {k: v.detach().clone() for k, v in model.net.named_parameters()}
     model.fit(data[kind], **TRAIN)
     assert model.result.steps == TRAIN["max_steps"]
@@ -75,8 +88,7 @@ def test_train_sample_shape_and_every_parameter_learns(family, kind, data):
     assert isinstance(xt, torch.Tensor) and np.array_equal(xt.numpy(), x)
 
 
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize(("family", "kind"), CASES)
 def test_save_load_gives_identical_samples(family, kind, data, tmp_path):
     model = build(family, kind, data).fit(data[kind], **TRAIN)
     model.save(tmp_path / "m")
@@ -109,8 +121,7 @@ class Killed(Exception):
     pass
 
 
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize(("family", "kind"), CASES)
 def test_resume_after_interruption_equals_uninterrupted(family, kind, data, tmp_path, monkeypatch):
     cfg = {**TRAIN, "max_steps": 6, "val_every": 2, "checkpoint_every": 2}
     whole = build(family, kind, data).fit(data[kind], run_dir=tmp_path / "a", **cfg)

@@ -1,6 +1,7 @@
 """Conditional generative surrogates p(x | θ) sharing one interface (:class:`Surrogate`).
 
-Families: :mod:`.flows`, :mod:`.vae`, :mod:`.gan`; :mod:`.registry` lists them all. The classes
+Families: :mod:`.flows`, :mod:`.vae`, :mod:`.gan` (their MLP or convolutional networks, by kind
+of data, in :mod:`.backbones`); :mod:`.registry` lists them all. The classes
 load on first use, so reading the registry (the command line's ``--help``) does not import torch.
 """
 

@@ -3,7 +3,9 @@ r"""Conditional generative adversarial networks (:class:`GAN`).
 A generator :math:`G(z, c)`, :math:`z \sim \mathcal{N}(0, I)`, maps latents to the
 preprocessed features y of x given the conditioning vector c of θ (for showers the standardized
 log E_inc, see :mod:`surrogates.preprocessing`); a critic :math:`D(y, c)` scores rows. Both see
-c concatenated to their input.
+c concatenated to their input. For fields (``nbody`` data) both are convolutional on the periodic
+box and FiLM-conditioned on c, and the critic's score is invariant under periodic shifts by
+multiples of :math:`2^k` (:mod:`~surrogates.models.backbones`: slices as channels, flat rows).
 
 **Losses.** By default (``loss="wgan"``) the Wasserstein GAN with gradient penalty (Gulrajani
 et al., 2017, arXiv:1704.00028):
@@ -87,16 +89,16 @@ from torch.nn.functional import softplus
 
 from simulators.errors import UserError
 
-from ..nn import mlp
 from ..nn.adversarial import (
     LeakyReLU02,
-    MinibatchStd,
     energy_distance,
     gradient_penalty,
     truncated_normal,
     wasserstein_1d,
 )
+from ..preprocessing import Preprocessor, default_preprocessing
 from .arch import ArchConfig
+from .backbones import FIELD_ROWS, Critic, check_backbone_settings, gan_backbone, is_field_data
 from .base import Surrogate
 from .flows import ACTIVATIONS as _FLOW_ACTIVATIONS
 from .optim import adam
@@ -122,9 +124,15 @@ class GANArch(ArchConfig):
     Attributes:
         loss: ``"wgan"`` (WGAN-GP) or ``"ns"`` (non-saturating); see the module notes.
         latent: latent dimensions (None: the number of features, between 8 and 128).
-        hidden: the generator's hidden widths.
+        hidden: the generator's hidden widths. Vectors and showers.
         critic_hidden: the critic's hidden widths, at least two (None: ``hidden``, or
-            ``(hidden[0], hidden[0])`` for a single width).
+            ``(hidden[0], hidden[0])`` for a single width). Vectors and showers.
+        conv_widths: channels of the critic's stride-2 convolution stages; the generator's
+            upsampling stages use them in reverse order. Fields only.
+        upsample: the generator's doubling, ``"nearest"`` (then a 3×3 periodic convolution) or
+            ``"transposed"`` (a 2×2 stride-2 transposed convolution). Fields only.
+        critic_pool: the field critic averages its last feature map over the grid (a
+            shift-invariant score) rather than reading it through a linear layer. Fields only.
         activation: a key of :data:`ACTIVATIONS`.
         n_critic: critic updates per generator update.
         gp_weight: λ of the gradient penalty (0: none).
@@ -138,6 +146,9 @@ class GANArch(ArchConfig):
     latent: int | None = None
     hidden: tuple[int, ...] = (128, 128, 128)
     critic_hidden: tuple[int, ...] | None = None
+    conv_widths: tuple[int, ...] = (32, 64, 128)
+    upsample: str = "nearest"
+    critic_pool: bool = True
     activation: str = "leaky_relu"
     n_critic: int = 5
     gp_weight: float = 10.0
@@ -156,6 +167,11 @@ class GANArch(ArchConfig):
             raise UserError("hidden widths must be positive (and at least one)")
         if self.critic_hidden is not None and len(self.critic_hidden) < 2:
             raise UserError("critic_hidden needs at least two widths")
+        if not self.conv_widths or min(self.conv_widths) < 1:
+            raise UserError(f"conv_widths must be positive (and at least one), "
+                            f"got {list(self.conv_widths)}")  # fmt: skip
+        if self.upsample not in ("nearest", "transposed"):
+            raise UserError(f"upsample must be 'nearest' or 'transposed', got {self.upsample!r}")
         if self.activation not in ACTIVATIONS:
             raise UserError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
                             f"got {self.activation!r}")  # fmt: skip
@@ -174,82 +190,51 @@ class GANArch(ArchConfig):
     @classmethod
     def for_data(cls, kind: str) -> GANArch:
         """Showers: 64 latent dimensions, widths (512, 512, 512), the response term with
-        weight 1; other data: the class defaults."""
+        weight 1; fields: 128 latent dimensions and the class's conv widths (32, 64, 128),
+        sized for 64×64 slices on a CPU; other data: the class defaults."""
         if kind == "showers":
             return cls(latent=64, hidden=(512, 512, 512), energy_weight=1.0)
+        if kind == "fields":
+            return cls(latent=128)
         return cls()
 
 
-class Critic(nn.Module):
-    """The critic D(y, c): an MLP whose last hidden layer also sees the minibatch standard
-    deviation of the layer before it.
+class GANNet(nn.Module):
+    """The torch module of a :class:`GAN`: generator, critic and the critic-step counter.
+
+    Features are flat rows (N, features) whatever the data (a field's in (C, H, W) order).
 
     Args:
-        features, context: input dimensions.
-        hidden: hidden widths (at least two).
-        activation: the activation class.
-        group: rows per minibatch-std group (0: off).
-        out_bias: a bias on the score. A Wasserstein critic has none: its loss and the gradient
-            penalty do not depend on a constant offset, so the bias would never be trained.
+        features: feature dimensions per row.
+        context: conditioning dimensions per row.
+        arch: the completed settings of :class:`GANArch`.
+        shape: the preprocessing's feature shape: (features,) (default) for MLPs, (C, H, W)
+            for the convolutional backbone (:func:`~surrogates.models.backbones.gan_backbone`).
     """
 
     def __init__(
         self,
         features: int,
         context: int,
-        hidden: Sequence[int],
-        activation: type[nn.Module],
-        group: int,
-        out_bias: bool = True,
+        arch: dict[str, Any],
+        shape: Sequence[int] | None = None,
     ):
         super().__init__()
-        *body, penultimate, last = (int(h) for h in hidden)
-        self.body = nn.Sequential(
-            mlp(features + context, body, penultimate, activation=activation), activation()
-        )
-        self.mbstd = MinibatchStd(group) if group else None
-        self.head = nn.Sequential(
-            nn.Linear(penultimate + (1 if group else 0), last),
-            activation(),
-            nn.Linear(last, 1, bias=out_bias),
-        )
-
-    def forward(self, y: Tensor, c: Tensor) -> Tensor:
-        h = self.body(torch.cat([y, c], dim=-1))
-        if self.mbstd is not None:
-            h = self.mbstd(h)
-        return self.head(h).squeeze(-1)
-
-
-class GANNet(nn.Module):
-    """The torch module of a :class:`GAN`: generator, critic and the critic-step counter.
-
-    Args:
-        features: feature dimensions per row.
-        context: conditioning dimensions per row.
-        arch: the completed settings of :class:`GANArch`.
-    """
-
-    def __init__(self, features: int, context: int, arch: dict[str, Any]):
-        super().__init__()
         act = ACTIVATIONS[arch["activation"]]
-        hidden = tuple(arch["hidden"])
         self.features, self.latent = features, int(arch["latent"])
         self.loss_kind, self.n_critic = arch["loss"], int(arch["n_critic"])
         self.gp_weight, self.energy_weight = float(arch["gp_weight"]), float(arch["energy_weight"])
         self.betas = (float(arch["betas"][0]), float(arch["betas"][1]))
         #: latent truncation bound used by :meth:`sample_features` (None: none)
         self.truncation: float | None = arch["truncation"]
-        self.generator = mlp(self.latent + context, hidden, features, activation=act)
-        self.critic = Critic(features, context, arch["critic_hidden"], act, arch["minibatch_std"],
-                             out_bias=self.loss_kind != "wgan")  # fmt: skip
+        self.generator, self.critic = gan_backbone(shape or (features,), context, arch, act)
         #: critic updates taken (the generator's schedule), saved with the weights
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         self.pre: Any = None  # the GAN's preprocessor, used by the training step
 
     def generate(self, z: Tensor, c: Tensor) -> Tensor:
         """G(z, c): features (N, features) in z's dtype."""
-        return self.generator(torch.cat([z, c], dim=-1)).to(z.dtype)
+        return self.generator(z, c).to(z.dtype)
 
     def draw_latent(
         self, n: int, c: Tensor, generator: torch.Generator | None, truncation: float | None = None
@@ -265,7 +250,7 @@ class GANNet(nn.Module):
     def _features(self, batch: Sequence[Tensor], generator: torch.Generator | None) -> Any:
         theta, x = batch[0], batch[1]
         y, _ = self.pre.forward(x, theta, generator=generator)
-        return y.detach(), self.pre.condition(theta).to(y.dtype)
+        return y.detach().flatten(1), self.pre.condition(theta).to(y.dtype)
 
     def critic_loss(self, d_real: Tensor, d_fake: Tensor) -> Tensor:
         """:math:`L_D` without the penalty, from the critic's scores of real and fake rows."""
@@ -369,11 +354,19 @@ class GAN(Surrogate):
         "ema": 0.999,
     }
 
+    @classmethod
+    def default_preprocessing(cls, meta: dict[str, Any], x: Any) -> Preprocessor:
+        """:meth:`Surrogate.default_preprocessing`, with fields for ``nbody`` data
+        (:func:`~surrogates.models.backbones.is_field_data`)."""
+        shape = x.shape[1:]
+        return default_preprocessing(meta, shape, spatial=is_field_data(meta, shape))
+
     def _check_arch(self, arch: dict[str, Any]) -> dict[str, Any]:
         a = super()._check_arch(arch)
+        check_backbone_settings(a, self.Arch.for_data(self.data_kind).to_dict(), self.data_kind)
         if a["latent"] is None:
             a["latent"] = max(8, min(int(self.pre.features), 128))
-        if a["critic_hidden"] is None:
+        if a["critic_hidden"] is None and self.data_kind != "fields":
             h = a["hidden"]
             a["critic_hidden"] = list(h) if len(h) >= 2 else [h[0], h[0]]
         if a["energy_weight"] > 0 and self.data_kind != "showers":
@@ -381,7 +374,10 @@ class GAN(Surrogate):
         return a
 
     def _build(self) -> nn.Module:
-        return GANNet(self.pre.features, self.pre.context, self.arch)
+        return GANNet(self.pre.features, self.pre.context, self.arch, self.pre.shape)
+
+    def default_batch_size(self) -> int:
+        return FIELD_ROWS if self.data_kind == "fields" else super().default_batch_size()
 
     @torch.no_grad()
     def sample(

@@ -54,6 +54,12 @@ both). ``sample_noise=False`` returns the mean. For showers the draw is made in 
 of :class:`~surrogates.preprocessing.ShowerPreprocessing`, so after its inverse every voxel is
 non-negative and each layer's voxels sum to that layer's energy.
 
+**Fields** (``nbody`` data, :class:`~surrogates.preprocessing.FieldPreprocessing`): the encoder
+and decoder are convolutional on the periodic box, FiLM-conditioned on c
+(:mod:`~surrogates.models.backbones`: slices as channels, flat feature rows), and with
+``variance="feature"`` σ is one learned number per channel, shared by all its pixels, as the
+field's statistics are the same everywhere in the box.
+
 Example:
     >>> import numpy as np
     >>> from surrogates.models import VAE
@@ -79,8 +85,9 @@ from torch.nn.functional import softplus
 
 from simulators.errors import UserError
 
-from ..nn import mlp
+from ..preprocessing import Preprocessor, default_preprocessing
 from .arch import ArchConfig
+from .backbones import FIELD_ROWS, check_backbone_settings, is_field_data, vae_backbone
 from .base import Surrogate, _tensor
 from .flows import ACTIVATIONS
 from .optim import adam
@@ -103,10 +110,14 @@ class VAEArch(ArchConfig):
     Attributes:
         latent: latent dimensions L (None: the number of features, between 2 and 32).
         hidden: the encoder's hidden widths; the decoder uses them in reverse order (empty:
-            linear encoder and decoder, i.e. probabilistic PCA given c).
+            linear encoder and decoder, i.e. probabilistic PCA given c). Vectors and showers.
+        conv_widths: channels of the encoder's stride-2 convolution stages; the decoder's
+            upsampling stages use them in reverse order. Fields only.
+        upsample: the decoder's doubling, ``"nearest"`` (then a 3×3 periodic convolution) or
+            ``"transposed"`` (a 2×2 stride-2 transposed convolution). Fields only.
         activation: a key of :data:`~surrogates.models.flows.ACTIVATIONS`.
-        variance: ``"feature"`` (one learned σ per feature) or ``"sample"`` (σ(z, c) per row);
-            see the module notes.
+        variance: ``"feature"`` (one learned σ per feature; per channel for fields) or
+            ``"sample"`` (σ(z, c) per row); see the module notes.
         beta: weight β of the KL term after warm-up (1: the ELBO).
         warmup_steps: optimizer steps of the linear KL warm-up (0: none).
         free_bits: λ, nats per latent dimension below which the KL is not penalized (0: none).
@@ -115,6 +126,8 @@ class VAEArch(ArchConfig):
 
     latent: int | None = None
     hidden: tuple[int, ...] = (128, 128)
+    conv_widths: tuple[int, ...] = (32, 64, 128)
+    upsample: str = "nearest"
     activation: str = "silu"
     variance: str = "feature"
     beta: float = 1.0
@@ -127,6 +140,11 @@ class VAEArch(ArchConfig):
             raise UserError(f"latent must be positive, got {self.latent}")
         if min(self.hidden, default=1) < 1:
             raise UserError(f"hidden widths must be positive, got {list(self.hidden)}")
+        if not self.conv_widths or min(self.conv_widths) < 1:
+            raise UserError(f"conv_widths must be positive (and at least one), "
+                            f"got {list(self.conv_widths)}")  # fmt: skip
+        if self.upsample not in ("nearest", "transposed"):
+            raise UserError(f"upsample must be 'nearest' or 'transposed', got {self.upsample!r}")
         if self.activation not in ACTIVATIONS:
             raise UserError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
                             f"got {self.activation!r}")  # fmt: skip
@@ -140,35 +158,48 @@ class VAEArch(ArchConfig):
     @classmethod
     def for_data(cls, kind: str) -> VAEArch:
         """Showers: 32 latent dimensions, encoder widths (512, 256), 2,000 warm-up steps;
-        other data: the class defaults."""
+        fields: 64 latent dimensions and the class's conv widths (32, 64, 128), sized for
+        64×64 slices on a CPU; other data: the class defaults."""
         if kind == "showers":
             return cls(latent=32, hidden=(512, 256), warmup_steps=2000)
+        if kind == "fields":
+            return cls(latent=64)
         return cls()
 
 
 class VAENet(nn.Module):
     """The torch module of a :class:`VAE`: encoder, decoder, decoder scale, step counter.
 
+    Features are flat rows (N, features) whatever the data (a field's in (C, H, W) order).
+
     Args:
         features: feature dimensions per row.
         context: conditioning dimensions per row.
         arch: the completed settings of :class:`VAEArch`.
+        shape: the preprocessing's feature shape: (features,) (default) for MLPs, (C, H, W)
+            for the convolutional backbone (:func:`~surrogates.models.backbones.vae_backbone`).
     """
 
-    def __init__(self, features: int, context: int, arch: dict[str, Any]):
+    def __init__(
+        self,
+        features: int,
+        context: int,
+        arch: dict[str, Any],
+        shape: Sequence[int] | None = None,
+    ):
         super().__init__()
         act = ACTIVATIONS[arch["activation"]]
-        hidden, latent = tuple(arch["hidden"]), int(arch["latent"])
-        self.features, self.latent = features, latent
+        shape = tuple(shape or (features,))
+        self.features, self.latent = features, int(arch["latent"])
         self.per_sample = arch["variance"] == "sample"
         self.beta, self.warmup = float(arch["beta"]), int(arch["warmup_steps"])
         self.free_bits, self.noise = float(arch["free_bits"]), bool(arch["sample_noise"])
-        self.encoder = mlp(features + context, hidden, 2 * latent, activation=act)
-        out = features * (2 if self.per_sample else 1)
-        self.decoder = mlp(latent + context, hidden[::-1], out, activation=act)
+        self.encoder, self.decoder = vae_backbone(shape, context, arch, act)
+        # a field's σ is per channel, repeated over its H·W pixels
+        self.pixels = math.prod(shape[1:]) if len(shape) == 3 else 1
         if not self.per_sample:
-            #: log σ_j of the decoder, one per feature
-            self.log_scale = nn.Parameter(torch.zeros(features))
+            #: log σ_j of the decoder, one per feature (per channel for fields)
+            self.log_scale = nn.Parameter(torch.zeros(features // self.pixels))
         #: optimizer steps taken (the KL warm-up's clock), saved with the weights
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         self.pre: Any = None  # the VAE's preprocessor, used by the training step
@@ -176,16 +207,19 @@ class VAENet(nn.Module):
     # ------------------------------------------------------------------ the model
     def encode(self, y: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and log-variance of q(z | y, c), each (N, L), in y's dtype."""
-        m, logvar = self.encoder(torch.cat([y, c], dim=-1)).to(y.dtype).chunk(2, dim=-1)
+        m, logvar = self.encoder(y, c).to(y.dtype).chunk(2, dim=-1)
         return m, logvar
 
     def decode(self, z: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and log σ of p(y | z, c), (N, features) each (log σ broadcasts per feature)."""
-        h = self.decoder(torch.cat([z, c], dim=-1)).to(z.dtype)
+        h = self.decoder(z, c).to(z.dtype)
         if self.per_sample:
             mean, raw = h.chunk(2, dim=-1)
             return mean, MIN_LOG_SCALE + softplus(raw - MIN_LOG_SCALE)
-        return h, self.log_scale.to(z.dtype).expand_as(h)
+        log_scale = self.log_scale
+        if self.pixels > 1:
+            log_scale = log_scale.repeat_interleave(self.pixels)
+        return h, log_scale.to(z.dtype).expand_as(h)
 
     @staticmethod
     def _log_normal(y: Tensor, mean: Tensor, log_scale: Tensor) -> Tensor:
@@ -194,7 +228,7 @@ class VAENet(nn.Module):
     def _features(self, batch: Sequence[Tensor], generator: torch.Generator | None) -> Any:
         theta, x = batch[0], batch[1]
         y, _ = self.pre.forward(x, theta, generator=generator)
-        return y, self.pre.condition(theta).to(y.dtype)
+        return y.flatten(1), self.pre.condition(theta).to(y.dtype)
 
     def terms(
         self, y: Tensor, c: Tensor, generator: torch.Generator | None
@@ -252,6 +286,7 @@ class VAENet(nn.Module):
         self, y: Tensor, c: Tensor, k: int, generator: torch.Generator | None = None
     ) -> Tensor:
         """The IWAE bound on log p(y | c) with ``k`` draws per row, shape (N,)."""
+        y = y.flatten(1)
         m, logvar = self.encode(y, c)
         std = torch.exp(0.5 * logvar)
         eps = torch.randn((k, *m.shape), generator=generator, dtype=m.dtype).to(m.device)
@@ -286,14 +321,25 @@ class VAE(Surrogate):
     #: TrainConfig`'s defaults (none: the trainer's Adam at 1e-3 on ``val_loss``, the negative ELBO)
     TRAIN_DEFAULTS: ClassVar[dict[str, Any]] = {}
 
+    @classmethod
+    def default_preprocessing(cls, meta: dict[str, Any], x: Any) -> Preprocessor:
+        """:meth:`Surrogate.default_preprocessing`, with fields for ``nbody`` data
+        (:func:`~surrogates.models.backbones.is_field_data`)."""
+        shape = x.shape[1:]
+        return default_preprocessing(meta, shape, spatial=is_field_data(meta, shape))
+
     def _check_arch(self, arch: dict[str, Any]) -> dict[str, Any]:
         a = super()._check_arch(arch)
+        check_backbone_settings(a, self.Arch.for_data(self.data_kind).to_dict(), self.data_kind)
         if a["latent"] is None:
             a["latent"] = max(2, min(int(self.pre.features), 32))
         return a
 
     def _build(self) -> nn.Module:
-        return VAENet(self.pre.features, self.pre.context, self.arch)
+        return VAENet(self.pre.features, self.pre.context, self.arch, self.pre.shape)
+
+    def default_batch_size(self) -> int:
+        return FIELD_ROWS if self.data_kind == "fields" else super().default_batch_size()
 
     def log_prob(
         self,
@@ -310,7 +356,8 @@ class VAE(Surrogate):
             x: events (N, *x_shape).
             theta: their conditions (N, P).
             k: importance samples K per row (1: the ELBO).
-            batch_size: rows per pass (default: 65,536 / K).
+            batch_size: rows per pass (default: 65,536 / K; for fields
+                :data:`~surrogates.models.backbones.FIELD_ROWS` / K).
             generator: source of the draws of z (default: a fixed seed, so the bound is a
                 deterministic function of x and θ), and of the shower dequantization noise.
 
@@ -323,7 +370,7 @@ class VAE(Surrogate):
         dt = self.dtype
         x_t, th = _tensor(x, dt), _tensor(theta, dt).reshape(len(theta), -1)
         g = generator if generator is not None else torch.Generator().manual_seed(0)
-        rows = batch_size or max(1, 65_536 // k)
+        rows = batch_size or max(1, (FIELD_ROWS if self.data_kind == "fields" else 65_536) // k)
         self.net.eval()
         out = []
         with torch.set_grad_enabled(not as_numpy and torch.is_grad_enabled()):

@@ -115,14 +115,17 @@ def gradient_penalty(
 
     Args:
         critic: ``critic(y, c)`` -> one score per row, shape (N,).
-        real, fake: rows of the same shape (N, features); ``fake`` detached from its generator.
+        real, fake: rows of the same shape, (N, features) or e.g. fields (N, C, H, W); ``fake``
+            detached from its generator. The norm is over all axes but the first.
         c: the rows' conditions (N, context), not differentiated.
         generator: source of ε.
 
     Returns:
         The penalty, a scalar.
     """
-    eps = torch.rand(len(real), 1, generator=generator, dtype=real.dtype).to(real.device)
+    # one ε per row, broadcast over the row's other axes: fields (N, C, H, W) work as vectors
+    shape = (len(real),) + (1,) * (real.dim() - 1)
+    eps = torch.rand(shape, generator=generator, dtype=real.dtype).to(real.device)
     y = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
     with torch.enable_grad():
         score = critic(y, c)

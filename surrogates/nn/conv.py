@@ -4,8 +4,9 @@ Fields from a periodic simulation box (N-body density slices) have no edges: a s
 is the same field. :class:`PeriodicConv2d` pads circularly, so a stride-1 convolution commutes
 with periodic shifts, :math:`\mathrm{conv}(\mathrm{roll}(x, s)) = \mathrm{roll}(\mathrm{conv}(x),
 s)`, and a stride-2 one commutes with even shifts (halved). :class:`ConvEncoder` maps a field to a
-vector (stride-2 periodic convolutions, then a linear head); :class:`ConvDecoder` maps a vector
-back to a field (a linear layer to a small grid, then upsampling and periodic convolutions). Both
+vector (stride-2 periodic convolutions, then a linear head, optionally after a mean over the
+grid); :class:`ConvDecoder` maps a vector back to a field (a linear layer to a small grid, then
+upsampling and periodic convolutions). Both
 can be conditioned on a context vector c (e.g. the standardized parameters θ) by feature-wise
 linear modulation after every convolution (:class:`FiLM`; Perez et al., 2018, *FiLM: Visual
 reasoning with a general conditioning layer*, AAAI, arXiv:1709.07871).
@@ -122,8 +123,13 @@ class ConvEncoder(_Conditioned):
     r"""A field (N, C, H, W) to a vector (N, out_features).
 
     Per entry of ``widths``: a stride-2 :class:`PeriodicConv2d` (3×3) to that many channels,
-    :class:`FiLM` by the context (when ``context > 0``) and the activation; then a linear head on
-    the flattened (widths[-1], H / 2^k, W / 2^k) grid.
+    :class:`FiLM` by the context (when ``context > 0``) and the activation (:meth:`features`);
+    then a linear head on the flattened (widths[-1], H / 2^k, W / 2^k) grid, or with
+    ``pool=True`` on its mean over the grid.
+
+    Symmetry: :meth:`features` commutes with periodic shifts by multiples of :math:`2^k` (a shift
+    by :math:`2^k s` of x shifts the final grid by s). With ``pool=True`` the output is therefore
+    invariant under those shifts (up to rounding); the flattened head guarantees nothing.
 
     Args:
         in_channels: channels C of the input field.
@@ -132,6 +138,7 @@ class ConvEncoder(_Conditioned):
         image_size: H = W, or (H, W); powers of two, at least 2^k.
         context: context features D (0: unconditioned, ``forward(x)``).
         activation: activation class after every convolution.
+        pool: average the final grid over its pixels before the head (translation invariance).
 
     Example:
         >>> import torch
@@ -148,9 +155,12 @@ class ConvEncoder(_Conditioned):
         image_size: int | Sequence[int],
         context: int = 0,
         activation: type[nn.Module] = nn.SiLU,
+        pool: bool = False,
     ) -> None:
         widths = [int(w) for w in widths]
         h, w = _grid(image_size, len(widths), "ConvEncoder")
+        if pool:
+            h = w = 1
         super().__init__(context, widths)
         channels = [int(in_channels), *widths]
         self.convs = nn.ModuleList(
@@ -159,12 +169,18 @@ class ConvEncoder(_Conditioned):
         self.act = activation()
         self.head = nn.Linear(channels[-1] * h * w, int(out_features))
         self.out_features = int(out_features)
+        self.pool = bool(pool)
+
+    def features(self, x: Tensor, c: Tensor | None = None) -> Tensor:
+        """The final feature map (N, widths[-1], H / 2^k, W / 2^k), before the head."""
+        for i, conv in enumerate(self.convs):
+            x = self.act(self._film(i, conv(x), c))
+        return x
 
     def forward(self, x: Tensor, c: Tensor | None = None) -> Tensor:
         """Encodes ``x`` (N, C, H, W) given the context ``c`` (N, D)."""
-        for i, conv in enumerate(self.convs):
-            x = self.act(self._film(i, conv(x), c))
-        return self.head(x.flatten(1))
+        h = self.features(x, c)
+        return self.head(h.mean(dim=(-2, -1)) if self.pool else h.flatten(1))
 
 
 class ConvDecoder(_Conditioned):
@@ -174,6 +190,11 @@ class ConvDecoder(_Conditioned):
     of the grid (``"nearest"`` upsampling then a 3×3 :class:`PeriodicConv2d`, or a 2×2 stride-2
     transposed convolution, which has no border either), :class:`FiLM` by the context and the
     activation; finally a 3×3 periodic convolution to ``out_channels``, with no activation.
+
+    Symmetry: everything after the linear layer (:meth:`from_grid`) commutes with periodic
+    shifts: a shift by s of the small grid shifts the output field by :math:`2^k s`, with either
+    upsampling (nearest neighbours and the 2×2 stride-2 transposed convolution both map a pixel
+    to its own 2×2 block). The linear layer itself has no symmetry.
 
     Args:
         in_features: input features.
@@ -223,7 +244,10 @@ class ConvDecoder(_Conditioned):
 
     def forward(self, z: Tensor, c: Tensor | None = None) -> Tensor:
         """Decodes ``z`` (N, in_features) given the context ``c`` (N, D)."""
-        h = self.linear(z).unflatten(1, (-1, *self.grid))
+        return self.from_grid(self.linear(z).unflatten(1, (-1, *self.grid)), c)
+
+    def from_grid(self, h: Tensor, c: Tensor | None = None) -> Tensor:
+        """The stages after the linear layer: (N, widths[0], H / 2^k, W / 2^k) -> the field."""
         for i, up in enumerate(self.ups):
             h = self.act(self._film(i, up(h), c))
         return self.out(h)

@@ -24,14 +24,17 @@ __all__ = ["default_preprocessing"]
 def default_preprocessing(
     meta: dict[str, Any], x_shape: Sequence[int], *, spatial: bool = False
 ) -> Preprocessor:
-    """An unfitted preprocessor for data described by ``meta`` with sample shape ``x_shape``.
+    r"""An unfitted preprocessor for data described by ``meta`` with sample shape ``x_shape``.
 
     * calorimeter showers (``meta["simulator"] == "calorimeter"``):
       :class:`~.showers.ShowerPreprocessing` with the simulator's layer sizes and readout
       threshold (built from ``meta["simulator_config"]``);
     * fields for a spatial (convolutional) model (``spatial=True``, ``x_shape`` (H, W) or
       (C, H, W)): :class:`~.fields.FieldPreprocessing` with the ``"log"`` map, which keeps the
-      shape and the translation symmetry;
+      shape and the translation symmetry. For ``nbody`` density contrasts the shift is fixed
+      at 2, :math:`t = \log(2 + \delta)`: δ ≥ -1 with equality in an empty cell, which the
+      rows the shift would be fitted on may lack and a later field may hold (log(1 + δ) is then
+      -inf); the price is that a generated pixel may fall below δ = -1;
     * anything else, fields for a flat vector model included: :class:`~.vectors.Standardize`.
 
     Args:
@@ -45,5 +48,5 @@ def default_preprocessing(
         sim = simulators.get("calorimeter", **meta.get("simulator_config", {}))
         return ShowerPreprocessing(layer_sizes_of(sim), threshold=sim.config.get("threshold_mev"))
     if spatial and len(x_shape) in (2, 3):
-        return FieldPreprocessing("log")
+        return FieldPreprocessing("log", shift=2.0 if meta.get("simulator") == "nbody" else None)
     return Standardize()
