@@ -98,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="a smoke run of about a minute")
     p.add_argument("--run", action="append", default=[], metavar="FAMILY=RUN_DIR",
                    help="time a trained run instead of an untrained default model")  # fmt: skip
+    p.add_argument("--no-fast", action="store_true",
+                   help="skip the flow's fast path (on CPUs without bfloat16 matrix units it "
+                   "compiles for minutes and samples slower than eager)")  # fmt: skip
     args = p.parse_args(argv)
     runs = dict(r.split("=", 1) for r in args.run)
     if set(runs) - set(FAMILIES):
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     energies = [float(e) for e in sim.prior.values]
     timed = [energies[0], *energies[-3:]]
     big = 2000 if args.quick else 10_000
-    fast = not args.quick or cpu_has_bfloat16_units()
+    fast = not args.no_fast and (not args.quick or cpu_has_bfloat16_units())
 
     with tempfile.TemporaryDirectory() as td:
         models = _models(runs, args.quick, Path(td))
@@ -131,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
                 model.fast_sampling(None)
             else:
                 out(
-                    "flow (fast, bfloat16): skipped in --quick: this CPU has no bfloat16 "
-                    "matrix units (compiling takes minutes; the path is slower than eager here)"
+                    f"flow (fast, bfloat16): skipped ({'--no-fast' if args.no_fast else '--quick'}"
+                    f"; bfloat16 matrix units on this CPU: {cpu_has_bfloat16_units()})"
                 )
         else:
             results[fam] = _time_surrogate(model, timed, big, args.quick)
