@@ -189,6 +189,22 @@ def _batch_rows(rows: np.ndarray, n: int) -> np.ndarray:
     return np.tile(rows, (reps, 1))[:n] if reps > 1 else rows[:n]
 
 
+def _auto_rows(sim: Any, rows: np.ndarray, rng: Any, seconds: float, lo: int, hi: int) -> int:
+    """Rows for a call of about ``seconds``: untimed probes double from ``lo`` rows, at least
+    two, until one takes a quarter of that (or reaches ``hi``); the best probe rate is scaled.
+    One probe of a few rows is mostly call overhead and noise: a single slow one (a page fault,
+    a first allocation) once sized a bin's batch to 47 rows where its neighbours got ~500."""
+    n, best, probes = lo, 0.0, 0
+    while True:
+        t0 = time.perf_counter()
+        sim.simulate(_batch_rows(rows, n), rng)
+        dt = max(time.perf_counter() - t0, 1e-9)
+        best, probes = max(best, n / dt), probes + 1
+        if (dt >= seconds / 4 and probes >= 2) or n >= hi:
+            return int(np.clip(seconds * best, lo, hi))
+        n = min(2 * n, hi)
+
+
 def rates_by_condition(
     sim: Any,
     bins: Sequence[np.ndarray],
@@ -214,8 +230,9 @@ def rates_by_condition(
         bins: θ rows per bin (e.g. :attr:`Bins.rows`); a batch takes a bin's first rows,
             repeated when the bin holds fewer.
         batch: rows per timed call: one size, one per bin, or ``None`` to size each bin's
-            batch so that a call takes about ``seconds_per_call`` (from an untimed probe of
-            ``min_rows`` rows; clipped to [``min_rows``, ``max_rows``]).
+            batch so that a call takes about ``seconds_per_call`` (from the best rate of
+            untimed probes that double from ``min_rows`` rows; clipped to [``min_rows``,
+            ``max_rows``]).
         threads: torch threads during the timing (restored after); ``None`` leaves them.
         reps: timed calls per bin; the best is kept (:func:`best_rate`).
         budget_s: per bin, no further repetition once this many seconds are spent.
@@ -241,11 +258,7 @@ def rates_by_condition(
             sim.simulate(_batch_rows(bins[0], first), rng)  # untimed
         for i, rows in enumerate(bins):
             if batch is None:
-                probe = _batch_rows(rows, min_rows)
-                t0 = time.perf_counter()
-                sim.simulate(probe, rng)
-                per_row = max(time.perf_counter() - t0, 1e-9) / len(probe)
-                n = int(np.clip(seconds_per_call / per_row, min_rows, max_rows))
+                n = _auto_rows(sim, rows, rng, seconds_per_call, min_rows, max_rows)
             else:
                 n = int(batch) if fixed else int(batch[i])
             theta = _batch_rows(rows, n)

@@ -7,6 +7,7 @@ whole-spectrum figure, the demo's summary line). No timing is asserted."""
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -78,6 +79,23 @@ def test_rates_by_condition_warms_up_sets_threads_and_uses_each_bins_rows():
     assert all(8 <= r.rows <= 16 for r in auto)
     with pytest.raises(ValueError):
         S.rates_by_condition(sim, bins, batch=[2], reps=1)
+
+
+def test_automatic_batch_is_not_shrunk_by_one_slow_small_call():
+    # a simulator costing 1 ms per row whose first call stalls for 50 ms: the batch for
+    # 0.2 s per call is ~200 rows; one timed probe of 8 rows would have given ~30
+    class Stalls:
+        def __init__(self):
+            self.calls = 0
+
+        def simulate(self, theta, rng):
+            self.calls += 1
+            time.sleep(0.001 * len(theta) + (0.05 if self.calls == 1 else 0.0))
+            return theta
+
+    rates = S.rates_by_condition(Stalls(), [np.ones((4, 1))], batch=None, seconds_per_call=0.2,
+                                 min_rows=8, max_rows=4096, reps=1, warmup=False)  # fmt: skip
+    assert 100 <= rates[0].rows <= 260
 
 
 def test_best_rate_stops_at_the_budget_after_one_call():
