@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 import simulators
+from simulators.errors import UserError
 from surrogates.models import registry
 from surrogates.report import evaluate
 
@@ -115,6 +116,24 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2, help="simulation processes")
     args = p.parse_args()
     mode = "quick" if args.quick else "full"
+    epochs: dict[str, int] = {}
+    for item in args.epochs:
+        family, _, n = item.partition("=")
+        if family not in SETTINGS or not n.isdigit():
+            p.error(f"--epochs takes FAMILY=N with FAMILY one of {', '.join(SETTINGS)}, "
+                    f"got {item!r}")  # fmt: skip
+        epochs[family] = int(n)
+    arch_items: dict[str, list[str]] = {}
+    for item in args.arch:
+        family, _, kv = item.partition(":")
+        if family not in SETTINGS:
+            p.error(f"--arch takes FAMILY:KEY=VALUE with FAMILY one of {', '.join(SETTINGS)}, "
+                    f"got {item!r}")  # fmt: skip
+        arch_items.setdefault(family, []).append(kv)
+    try:
+        archs = {f: registry.get(f).Arch.parse(arch_items.get(f, [])) for f in args.families}
+    except UserError as exc:
+        p.error(str(exc))
     suffix = "_quick" if args.quick else ""
     out = args.out or Path(__file__).parent / "output" / f"calo_surrogates{suffix}" / args.particle
     data = args.data or Path(__file__).parent / "output" / "calo_data"
@@ -126,19 +145,13 @@ def main() -> None:
     with simulators.open_dataset(test_path) as d:
         e_test = d.theta[:]
 
-    epochs = dict(item.split("=", 1) for item in args.epochs)
-    arch_items: dict[str, list[str]] = {}
-    for item in args.arch:
-        family, _, kv = item.partition(":")
-        arch_items.setdefault(family, []).append(kv)
-
     results_path = out / "results.json"
     for family in args.families:
         cls = registry.get(family)
-        arch = {**SETTINGS[family]["arch"], **cls.Arch.parse(arch_items.get(family, []))}
+        arch = {**SETTINGS[family]["arch"], **archs[family]}
         cfg = dict(SETTINGS[family]["train"])
-        cfg["max_epochs"] = int(epochs.get(family, QUICK_EPOCHS[family] if args.quick
-                                           else cfg["max_epochs"]))  # fmt: skip
+        cfg["max_epochs"] = epochs.get(family, QUICK_EPOCHS[family] if args.quick
+                                       else cfg["max_epochs"])  # fmt: skip
         run = out / family
         print(f"==> {family}: {json.dumps(arch)} {json.dumps(cfg)}", flush=True)
         if args.reuse:
