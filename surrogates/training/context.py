@@ -91,11 +91,12 @@ class StepContext:
         counts it and the following :meth:`step` of this optimizer does nothing.
         """
         optimizer.zero_grad(set_to_none=True)
-        ok = bool(torch.isfinite(loss))
+        ok = self._agree(bool(torch.isfinite(loss)))
         if ok:
             loss.backward()
+            params = [p for g in optimizer.param_groups for p in g["params"]]
+            self._synchronize(params)
             if self.clip_grad is not None:
-                params = [p for g in optimizer.param_groups for p in g["params"]]
                 norm = nn.utils.clip_grad_norm_(params, self.clip_grad, foreach=True)
                 ok = bool(torch.isfinite(norm))
                 if not ok:
@@ -104,6 +105,13 @@ class StepContext:
             self.skipped += 1
         self._ready[id(optimizer)] = ok
         return ok
+
+    def _agree(self, finite: bool) -> bool:
+        """Whether every process's loss is finite (one process: its own)."""
+        return finite
+
+    def _synchronize(self, params: list[Tensor]) -> None:
+        """Makes the gradients the same on every process (one process: nothing to do)."""
 
     def step(self, optimizer: torch.optim.Optimizer) -> None:
         """Applies ``optimizer``'s update, unless its last :meth:`backward` was skipped."""

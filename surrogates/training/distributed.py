@@ -150,24 +150,14 @@ class DistributedStepContext(StepContext):
     def _comm(self) -> torch.device:
         return self.device if dist.get_backend() == "nccl" else torch.device("cpu")
 
-    def backward(self, loss: Tensor, optimizer: torch.optim.Optimizer) -> bool:
-        optimizer.zero_grad(set_to_none=True)
-        flag = torch.tensor([float(torch.isfinite(loss.detach()).all())])
-        ok = bool(_all_reduce(flag, self._comm(), dist.ReduceOp.MIN).item())
-        params = [p for g in optimizer.param_groups for p in g["params"]]
-        if ok:
-            loss.backward()
-            if self.sync_grads:
-                self._average(params)
-            if self.clip_grad is not None:  # on averaged gradients: the same norm everywhere
-                norm = nn.utils.clip_grad_norm_(params, self.clip_grad, foreach=True)
-                ok = bool(torch.isfinite(norm))
-                if not ok:
-                    optimizer.zero_grad(set_to_none=True)
-        if not ok:
-            self.skipped += 1
-        self._ready[id(optimizer)] = ok
-        return ok
+    def _agree(self, finite: bool) -> bool:
+        flag = torch.tensor([float(finite)])
+        return bool(_all_reduce(flag, self._comm(), dist.ReduceOp.MIN).item())
+
+    def _synchronize(self, params: list[Tensor]) -> None:
+        # clipping then sees the averaged gradients: the same norm, the same decision everywhere
+        if self.sync_grads:
+            self._average(params)
 
     def _average(self, params: list[Tensor]) -> None:
         """Mean gradients over ranks in one all-reduce of one flat buffer; a parameter that got
