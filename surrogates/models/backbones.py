@@ -63,17 +63,20 @@ from torch import Tensor, nn
 from simulators.errors import UserError
 
 from ..nn import ConvDecoder, ConvEncoder, MinibatchStd, mlp
+from ..preprocessing import Preprocessor, default_preprocessing
 
 __all__ = [
     "CONV_SETTINGS",
     "FIELD_ROWS",
     "MLP_SETTINGS",
     "Critic",
+    "FieldCapable",
     "FieldCritic",
     "FieldDecoder",
     "FieldEncoder",
     "Joint",
     "check_backbone_settings",
+    "check_conv_settings",
     "gan_backbone",
     "is_field_data",
     "vae_backbone",
@@ -109,6 +112,38 @@ def check_backbone_settings(arch: dict[str, Any], defaults: dict[str, Any], kind
     if wrong:
         applies = "vectors and showers" if kind == "fields" else "fields (nbody data)"
         raise UserError(f"{', '.join(wrong)} apply to {applies} only; these data are {kind}")
+
+
+def check_conv_settings(conv_widths: Sequence[int], upsample: str) -> None:
+    """The conv settings' own checks, for any family's architecture dataclass."""
+    if not conv_widths or min(conv_widths) < 1:
+        raise UserError(f"conv_widths must be positive (and at least one), "
+                        f"got {list(conv_widths)}")  # fmt: skip
+    if upsample not in ("nearest", "transposed"):
+        raise UserError(f"upsample must be 'nearest' or 'transposed', got {upsample!r}")
+
+
+class FieldCapable:
+    """Mixin of a :class:`~surrogates.models.base.Surrogate` family with both backbones: the
+    field preprocessing for ``nbody`` data, the other backbone's settings refused, and
+    :data:`FIELD_ROWS` rows per pass for fields. Listed before ``Surrogate`` in the bases."""
+
+    @classmethod
+    def default_preprocessing(cls, meta: dict[str, Any], x: Any) -> Preprocessor:
+        """The base class's choice, with fields for ``nbody`` data (:func:`is_field_data`)."""
+        shape = x.shape[1:]
+        return default_preprocessing(meta, shape, spatial=is_field_data(meta, shape))
+
+    def _check_arch(self, arch: dict[str, Any]) -> dict[str, Any]:
+        a = super()._check_arch(arch)  # type: ignore[misc]
+        kind = self.data_kind  # type: ignore[attr-defined]
+        check_backbone_settings(a, self.Arch.for_data(kind).to_dict(), kind)  # type: ignore[attr-defined]
+        return a
+
+    def default_batch_size(self) -> int:
+        if self.data_kind == "fields":  # type: ignore[attr-defined]
+            return FIELD_ROWS
+        return super().default_batch_size()  # type: ignore[misc]
 
 
 def _check_field(shape: Sequence[int], widths: Sequence[int]) -> tuple[int, int, int]:

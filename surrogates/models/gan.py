@@ -96,9 +96,8 @@ from ..nn.adversarial import (
     truncated_normal,
     wasserstein_1d,
 )
-from ..preprocessing import Preprocessor, default_preprocessing
 from .arch import ArchConfig
-from .backbones import FIELD_ROWS, Critic, check_backbone_settings, gan_backbone, is_field_data
+from .backbones import Critic, FieldCapable, check_conv_settings, gan_backbone
 from .base import Surrogate
 from .flows import ACTIVATIONS as _FLOW_ACTIVATIONS
 from .optim import adam
@@ -167,11 +166,7 @@ class GANArch(ArchConfig):
             raise UserError("hidden widths must be positive (and at least one)")
         if self.critic_hidden is not None and len(self.critic_hidden) < 2:
             raise UserError("critic_hidden needs at least two widths")
-        if not self.conv_widths or min(self.conv_widths) < 1:
-            raise UserError(f"conv_widths must be positive (and at least one), "
-                            f"got {list(self.conv_widths)}")  # fmt: skip
-        if self.upsample not in ("nearest", "transposed"):
-            raise UserError(f"upsample must be 'nearest' or 'transposed', got {self.upsample!r}")
+        check_conv_settings(self.conv_widths, self.upsample)
         if self.activation not in ACTIVATIONS:
             raise UserError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
                             f"got {self.activation!r}")  # fmt: skip
@@ -333,7 +328,7 @@ class GANNet(nn.Module):
         return self.generate(self.draw_latent(len(c), c, generator, self.truncation), c)
 
 
-class GAN(Surrogate):
+class GAN(FieldCapable, Surrogate):
     """A conditional GAN surrogate p(x | θ) (see the module notes).
 
     Architecture settings are the fields of :class:`GANArch`; unset ones take
@@ -354,16 +349,8 @@ class GAN(Surrogate):
         "ema": 0.999,
     }
 
-    @classmethod
-    def default_preprocessing(cls, meta: dict[str, Any], x: Any) -> Preprocessor:
-        """:meth:`Surrogate.default_preprocessing`, with fields for ``nbody`` data
-        (:func:`~surrogates.models.backbones.is_field_data`)."""
-        shape = x.shape[1:]
-        return default_preprocessing(meta, shape, spatial=is_field_data(meta, shape))
-
     def _check_arch(self, arch: dict[str, Any]) -> dict[str, Any]:
         a = super()._check_arch(arch)
-        check_backbone_settings(a, self.Arch.for_data(self.data_kind).to_dict(), self.data_kind)
         if a["latent"] is None:
             a["latent"] = max(8, min(int(self.pre.features), 128))
         if a["critic_hidden"] is None and self.data_kind != "fields":
@@ -375,9 +362,6 @@ class GAN(Surrogate):
 
     def _build(self) -> nn.Module:
         return GANNet(self.pre.features, self.pre.context, self.arch, self.pre.shape)
-
-    def default_batch_size(self) -> int:
-        return FIELD_ROWS if self.data_kind == "fields" else super().default_batch_size()
 
     @torch.no_grad()
     def sample(

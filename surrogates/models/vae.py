@@ -85,9 +85,8 @@ from torch.nn.functional import softplus
 
 from simulators.errors import UserError
 
-from ..preprocessing import Preprocessor, default_preprocessing
 from .arch import ArchConfig
-from .backbones import FIELD_ROWS, check_backbone_settings, is_field_data, vae_backbone
+from .backbones import FIELD_ROWS, FieldCapable, check_conv_settings, vae_backbone
 from .base import Surrogate, _tensor
 from .flows import ACTIVATIONS
 from .optim import adam
@@ -140,11 +139,7 @@ class VAEArch(ArchConfig):
             raise UserError(f"latent must be positive, got {self.latent}")
         if min(self.hidden, default=1) < 1:
             raise UserError(f"hidden widths must be positive, got {list(self.hidden)}")
-        if not self.conv_widths or min(self.conv_widths) < 1:
-            raise UserError(f"conv_widths must be positive (and at least one), "
-                            f"got {list(self.conv_widths)}")  # fmt: skip
-        if self.upsample not in ("nearest", "transposed"):
-            raise UserError(f"upsample must be 'nearest' or 'transposed', got {self.upsample!r}")
+        check_conv_settings(self.conv_widths, self.upsample)
         if self.activation not in ACTIVATIONS:
             raise UserError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
                             f"got {self.activation!r}")  # fmt: skip
@@ -308,7 +303,7 @@ class VAENet(nn.Module):
         return mean + torch.exp(log_scale) * eps
 
 
-class VAE(Surrogate):
+class VAE(FieldCapable, Surrogate):
     """A conditional VAE surrogate p(x | θ) (see the module notes).
 
     Architecture settings are the fields of :class:`VAEArch`; unset ones take
@@ -321,25 +316,14 @@ class VAE(Surrogate):
     #: TrainConfig`'s defaults (none: the trainer's Adam at 1e-3 on ``val_loss``, the negative ELBO)
     TRAIN_DEFAULTS: ClassVar[dict[str, Any]] = {}
 
-    @classmethod
-    def default_preprocessing(cls, meta: dict[str, Any], x: Any) -> Preprocessor:
-        """:meth:`Surrogate.default_preprocessing`, with fields for ``nbody`` data
-        (:func:`~surrogates.models.backbones.is_field_data`)."""
-        shape = x.shape[1:]
-        return default_preprocessing(meta, shape, spatial=is_field_data(meta, shape))
-
     def _check_arch(self, arch: dict[str, Any]) -> dict[str, Any]:
         a = super()._check_arch(arch)
-        check_backbone_settings(a, self.Arch.for_data(self.data_kind).to_dict(), self.data_kind)
         if a["latent"] is None:
             a["latent"] = max(2, min(int(self.pre.features), 32))
         return a
 
     def _build(self) -> nn.Module:
         return VAENet(self.pre.features, self.pre.context, self.arch, self.pre.shape)
-
-    def default_batch_size(self) -> int:
-        return FIELD_ROWS if self.data_kind == "fields" else super().default_batch_size()
 
     def log_prob(
         self,
