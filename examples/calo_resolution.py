@@ -326,7 +326,7 @@ def parse_runs(
     for item in items:
         family, sep, path = item.partition("=")
         if not sep or family not in registry.names():
-            raise SystemExit(f"--runs: expected FAMILY=PATH with FAMILY in "
+            raise ValueError(f"--runs: expected FAMILY=PATH with FAMILY in "
                              f"{', '.join(registry.names())}, got {item!r}")  # fmt: skip
         runs[family] = Path(path)
     return runs
@@ -347,6 +347,14 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--out", type=Path, help="output folder")
     args = p.parse_args()
+    if args.showers is not None and args.showers < 2:
+        p.error(f"--showers needs at least 2 showers per energy, got {args.showers}")
+    if args.bootstrap < 2:
+        p.error(f"--bootstrap needs at least 2 resamples, got {args.bootstrap}")
+    try:
+        runs = parse_runs(args.runs, args.families, args.quick, args.particle)
+    except ValueError as exc:
+        p.error(str(exc))
     mode = "quick" if args.quick else "full"
     n = args.showers or SHOWERS[mode]
     suffix = "_quick" if args.quick else ""
@@ -356,7 +364,6 @@ def main() -> None:
     e_gev = energies / 1e3
 
     reference = simulators.get("calorimeter", particle=args.particle)
-    runs = parse_runs(args.runs, args.families, args.quick, args.particle)
     sources: dict[str, tuple[simulators.Simulator, Path | None]] = {"simulator": (reference, None)}
     sources.update(load_surrogates(runs, args.particle))
 
