@@ -23,9 +23,17 @@ Every timing is single-threaded (``torch.set_num_threads(1)``; the simulator is 
 as wall-clock rate with the process CPU-time rate beside it: on a shared machine the CPU-time rate
 is the better estimate of an unloaded core. Best of the repetitions.
 
+3. ``--run RUN_DIR --data F.h5``: a trained flow (e.g. the demo's ``runs/demo/flow`` and
+   ``runs/demo/test.h5``) timed as the evaluation report times it -- its bulk sampling path
+   (:func:`surrogates.speed.bulk_sampling_path`), batch :data:`surrogates.report.SPEED_BATCH`,
+   one thread -- at every incident energy of the file, against the simulator timed by this
+   script's own loop; prints the per-energy speed-ups to set beside the report's. Only this part
+   runs.
+
 Usage::
 
     python benchmarks/bench_flow.py [--quick] [--device cpu|cuda] [--training-only]
+    python benchmarks/bench_flow.py --run runs/demo/flow --data runs/demo/test.h5 [--reps 3]
 """
 
 from __future__ import annotations
@@ -139,6 +147,46 @@ def _flow_rates(
     return flow_rate, flow_by_energy
 
 
+def _simulator_rates(sim, energies: list[float], rng, seconds: float) -> dict:
+    """(wall, CPU-time) showers/s per energy: calls of doubling size until ``seconds`` are spent
+    (at most 5,000 showers)."""
+    per_energy = {}
+    for energy in energies:
+        n, t, tc = 0, 0.0, 0.0
+        while t < seconds and n < 5000:
+            m = max(2, n)
+            w0, c0 = time.perf_counter(), time.process_time()
+            sim.simulate(np.full((m, 1), energy), rng)
+            t += time.perf_counter() - w0
+            tc += time.process_time() - c0
+            n += m
+        per_energy[energy] = (n / t, n / tc)
+    return per_energy
+
+
+def trained_run(run: str, data: str, reps: int) -> None:
+    """Per-energy speed-ups of a trained flow at the report's batch, path and thread count."""
+    from surrogates.report import SPEED_BATCH
+    from surrogates.speed import bulk_sampling_path, format_energy
+
+    ds = simulators.open_dataset(data)
+    sim = simulators.get(ds.meta["simulator"], **ds.meta["simulator_config"])
+    energies = sorted({float(e) for e in np.asarray(ds.theta[:]).ravel()})
+    model = Flow.load(run, device="cpu")
+    path = bulk_sampling_path(model)
+    print(f"trained flow {run} on {data}: {path}; batch {SPEED_BATCH}, 1 thread, best of {reps}")
+    g = torch.Generator().manual_seed(0)
+    model.sample(np.full((SPEED_BATCH, 1), energies[0]), generator=g)  # warm-up
+    rng = np.random.default_rng(0)
+    sim.simulate(np.full((100, 1), energies[0]), rng)
+    sim_rates = _simulator_rates(sim, energies, rng, 2.0)
+    for e in energies:
+        theta = np.full((SPEED_BATCH, 1), e)
+        flow = _best_rate(lambda t=theta: model.sample(t, generator=g), SPEED_BATCH, reps)
+        print(f"{format_energy(e):>10}: simulator {_fmt(sim_rates[e])}; flow {_fmt(flow)}; "
+              f"speed-up {flow[0] / sim_rates[e][0]:.3f} (CPU time {flow[1] / sim_rates[e][1]:.3f})")
+
+
 def sampling(quick: bool, device: str) -> dict:
     sim = simulators.get("calorimeter", particle="photon")
     rng = np.random.default_rng(0)
@@ -183,17 +231,7 @@ def sampling(quick: bool, device: str) -> dict:
                 lambda: (nsf(c[:1000]).transform.inv(z[:1000]), _sync(device)), 1000, 1
             )
 
-    per_energy = {}
-    for energy in energies:
-        n, t, tc = 0, 0.0, 0.0
-        while t < (0.3 if quick else 2.0) and n < 5000:
-            m = max(2, n)
-            w0, c0 = time.perf_counter(), time.process_time()
-            sim.simulate(np.full((m, 1), energy), rng)
-            t += time.perf_counter() - w0
-            tc += time.process_time() - c0
-            n += m
-        per_energy[energy] = (n / t, n / tc)
+    per_energy = _simulator_rates(sim, energies, rng, 0.3 if quick else 2.0)
     # whole spectrum: showers are drawn uniformly over the discrete energies
     spectrum = tuple(1.0 / np.mean([1.0 / r[i] for r in per_energy.values()]) for i in (0, 1))
     return {
@@ -218,10 +256,18 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--training-only", action="store_true",
                    help="only the training overhead against bare zuko (minutes)")  # fmt: skip
+    p.add_argument("--run", help="a trained flow's run folder: time it as the report does")
+    p.add_argument("--data", help="with --run: a dataset file whose incident energies are timed")
+    p.add_argument("--reps", type=int, default=3, help="with --run: timed calls per energy")
     args = p.parse_args()
+    if bool(args.run) != bool(args.data):
+        p.error("--run and --data go together")
     torch.set_num_threads(1)
     prov = provenance(modules=("torch", "zuko", "numpy"))
     print(header({**prov, "torch_threads": "1", "device": args.device}))
+    if args.run:
+        trained_run(args.run, args.data, args.reps)
+        return
     tr = training_overhead(30 if args.quick else 200, 2 if args.quick else 3, args.device)
     print(
         f"training ({tr['arch']}): Flow {tr['flow_steps_per_s']:.1f} steps/s, bare zuko "

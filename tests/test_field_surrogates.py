@@ -158,6 +158,20 @@ def test_for_dataset_picks_the_conv_backbone_for_nbody(nbody):
     assert lp.shape == (3,) and np.isfinite(lp).all()
 
 
+def test_arrays_with_the_file_meta_get_the_files_defaults(nbody):
+    """Rows read (or augmented) from a file keep its defaults when its metadata come along;
+    without them they are plain vectors."""
+    small = {"conv_widths": [4, 8], "latent": 4, "device": "cpu"}
+    with simulators.open_dataset(nbody) as ds:
+        theta, x, meta = ds.theta[:], ds.x[:], dict(ds.meta)
+    for cls in (VAE, GAN):
+        model = cls.for_dataset((theta, x), meta=meta, **small)
+        assert model.data_kind == "fields" and isinstance(model.pre, FieldPreprocessing)
+        assert model.meta["simulator"] == "nbody"
+        bare = cls.for_dataset((theta, x), device="cpu")
+        assert bare.data_kind == "vectors"
+
+
 def test_settings_of_the_other_backbone_are_refused(nbody):
     with pytest.raises(simulators.UserError, match="hidden apply to vectors and showers only"):
         VAE.for_dataset(nbody, hidden=[16], device="cpu")

@@ -207,6 +207,7 @@ class Surrogate(Persistent):
         data: Any,
         *,
         preprocessing: Preprocessor | None = None,
+        meta: dict[str, Any] | None = None,
         n_fit: int = 100_000,
         seed: int = 0,
         device: str | torch.device = "auto",
@@ -218,6 +219,9 @@ class Surrogate(Persistent):
         Args:
             data: a dataset path, a :func:`simulators.open_dataset` object or ``(theta, x)``.
             preprocessing: an unfitted preprocessor; default from the dataset's simulator.
+            meta: where ``data`` are arrays, the metadata of the file they came from (e.g.
+                selected or augmented rows of it): the model then takes that file's defaults
+                (preprocessing, backbone) and records its simulator.
             n_fit: training rows used to fit the preprocessing.
             seed: weight initialization (and the preprocessing's dequantization noise).
             device: where the model lives.
@@ -227,7 +231,8 @@ class Surrogate(Persistent):
         Raises:
             UserError: data that fail the input gate (:func:`gate`), naming the file or argument.
         """
-        theta, x, meta = read_training_data(data, n=n_fit, drop_nonfinite=drop_nonfinite)
+        theta, x, file_meta = read_training_data(data, n=n_fit, drop_nonfinite=drop_nonfinite)
+        meta = file_meta or dict(meta or {})
         if not meta:
             meta = {
                 "x_shape": list(x.shape[1:]),
