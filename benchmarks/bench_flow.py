@@ -183,8 +183,11 @@ def trained_run(run: str, data: str, reps: int) -> None:
     for e in energies:
         theta = np.full((SPEED_BATCH, 1), e)
         flow = _best_rate(lambda t=theta: model.sample(t, generator=g), SPEED_BATCH, reps)
-        print(f"{format_energy(e):>10}: simulator {_fmt(sim_rates[e])}; flow {_fmt(flow)}; "
-              f"speed-up {flow[0] / sim_rates[e][0]:.3f} (CPU time {flow[1] / sim_rates[e][1]:.3f})")
+        ratio, cpu_ratio = flow[0] / sim_rates[e][0], flow[1] / sim_rates[e][1]
+        print(
+            f"{format_energy(e):>10}: simulator {_fmt(sim_rates[e])}; flow {_fmt(flow)}; "
+            f"speed-up {ratio:.3f} (CPU time {cpu_ratio:.3f})"
+        )
 
 
 def sampling(quick: bool, device: str) -> dict:
