@@ -2,8 +2,9 @@ r"""Surrogates of N-body density slices conditioned on cosmology: the field GAN 
 the particle-mesh simulator at held-out cosmologies.
 
 The training set is ``datasets/nbody_lh_1k.toml`` (1,000 runs on Latin hypercubes in (Ω_m, σ_8);
-each row is 4 projected 16 Mpc/h slices of one 256 Mpc/h box on a 64² grid); rows 0-799 train,
-rows 800-999 are left to ``examples/cosmology_inference.py`` as its test set. For each family
+each row is 4 projected 16 Mpc/h slices of one 256 Mpc/h box on a 64² grid); rows 0-719 train,
+rows 720-799 validate (the model's monitor and its best weights), rows 800-999 are left to
+``examples/cosmology_inference.py`` as its test set. For each family
 the script
 
 1. trains it (the convolutional backbones of :mod:`surrogates.models.backbones`, chosen by
@@ -329,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         data = out / "train_quick.h5"
         if not data.exists():
             simulators.generate(sim, 120, data, seed=4, chunk_size=40, workers=args.workers)
+
         n_train, runs = 120, args.test_runs or 6
     else:
         if not args.data.exists():
@@ -349,8 +351,12 @@ def main(argv: list[str] | None = None) -> int:
     test = simulate_test(sim, runs, out / f"test_{runs}.h5", args.workers)
     sim_rows = np.split(test, len(COSMOLOGIES))
     rng = np.random.default_rng(0)
-    theta_aug, x_aug = augment(theta, x, args.augment, rng)
-    print(f"==> training rows: {len(theta)} boxes x {args.augment} symmetry images", flush=True)
+    # the last tenth validates, unaugmented: no image of a training box among them
+    n_val = len(theta) // 10
+    val = (theta[-n_val:], x[-n_val:])
+    theta_aug, x_aug = augment(theta[:-n_val], x[:-n_val], args.augment, rng)
+    print(f"==> training rows: {len(theta) - n_val} boxes x {args.augment} symmetry images; "
+          f"{n_val} boxes validate", flush=True)  # fmt: skip
 
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {"models": {}}
@@ -369,12 +375,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.reuse:
             model = cls.load(run, device=args.device)
             info = {k: v for k, v in results["models"].get(family, {}).items()
-                    if k in ("train_seconds", "steps")}  # fmt: skip
+                    if k in ("train_seconds", "train_cpu_seconds", "steps")}  # fmt: skip
         else:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             model = cls.for_dataset((theta, x), meta=meta, device=args.device, **arch)
-            model.fit((theta_aug, x_aug), run_dir=run, verbose=True, **cfg)
-            info = {"train_seconds": time.perf_counter() - t0, "steps": model.result.steps}
+            model.fit((theta_aug, x_aug), val, run_dir=run, verbose=True, **cfg)
+            info = {"train_seconds": time.perf_counter() - t0, "steps": model.result.steps,
+                    "train_cpu_seconds": time.process_time() - c0}  # fmt: skip
         g = torch.Generator().manual_seed(1)
         t0 = time.perf_counter()
         per = max(runs, 64)
