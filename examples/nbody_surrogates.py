@@ -35,6 +35,9 @@ Usage::
     python examples/nbody_surrogates.py --quick           # tiny boxes, a few minutes
     python examples/nbody_surrogates.py                   # needs datasets/nbody_lh_1k.h5
     python examples/nbody_surrogates.py --families gan --steps gan=3000
+    python examples/nbody_surrogates.py --families vae --threads 1 &   # two families side by
+    python examples/nbody_surrogates.py --families gan --threads 1     # side on two cores
+    python examples/nbody_surrogates.py --reuse                        # both in one figure
 
 Results go to ``examples/output/nbody_surrogates[_quick]/results.json``; a full run also writes
 ``benchmarks/results/nbody_surrogates/<family>.json`` with the command, commit, machine and
@@ -84,11 +87,12 @@ QUICK_CONFIG = {"design": "latin_hypercube", "box_size": 64.0, "n_particles": 16
                 "output": "slices", "n_slices": 4, "slice_thickness": 4.0,
                 "transfer": "eh_nowiggle", "lpt_order": 2}  # fmt: skip
 SETTINGS = {
-    # WGAN-GP with the paper's five critic steps; conv widths sized for a CPU
+    # WGAN-GP with the paper's five critic steps; conv widths sized for a CPU. Step budgets: about
+    # 25 minutes each on one core of the 2-core machine, the two families side by side
     "gan": {"arch": {"conv_widths": [16, 32, 64], "latent": 64},
-            "train": {"max_steps": 3000, "batch_size": 32, "lr": 2e-4, "patience": None}},
+            "train": {"max_steps": 2500, "batch_size": 32, "lr": 2e-4, "patience": None}},
     "vae": {"arch": {"conv_widths": [16, 32, 64], "latent": 64},
-            "train": {"max_steps": 3000, "batch_size": 32, "lr": 1e-3, "patience": None}},
+            "train": {"max_steps": 1500, "batch_size": 32, "lr": 1e-3, "patience": None}},
 }  # fmt: skip
 QUICK = {"conv_widths": [8, 16], "latent": 16, "max_steps": 150}
 
@@ -312,7 +316,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="output folder")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=2, help="simulation processes")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = p.parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            p.error("--threads must be at least 1")
+        torch.set_num_threads(args.threads)
     steps = {f: int(v[-1]) for f, v in _pairs(args.steps, "steps", p).items()}
     arch_items = _pairs(args.arch, "arch", p)
     if args.augment < 1 or (args.test_runs is not None and args.test_runs < 2):
@@ -393,6 +402,9 @@ def main(argv: list[str] | None = None) -> int:
         info.update(compare(sim_rows, sur_rows, box))
         info["speed"] = speed(model, sim, np.asarray(COSMOLOGIES[CENTRE])[None], x.shape[1])
         info.update({"arch": model.arch, "train": cfg, "augment": args.augment})
+        # re-read: families may train in separate processes side by side
+        if results_path.exists():
+            results = json.loads(results_path.read_text())
         results["models"][family] = info
         results.update({"mode": "quick" if args.quick else "full", "data": str(data),
                         "n_train_rows": int(n_train), "test_runs_per_cosmology": runs,
