@@ -315,14 +315,17 @@ def _speed(cand_meta, base, theta, seed, kind, out, figures) -> dict[str, Any] |
     bins = S.condition_bins(theta, discrete=None if kind == "calorimeter" else False)
     threads = sorted({1, S.all_threads()})
     sur = model.as_simulator()
-    try:  # best of 2 calls per bin on one thread; more threads: one call at the highest bin
-        one = S.rates_by_condition(sur, bins.rows, batch=SPEED_BATCH, threads=1, reps=2,
-                                   budget_s=1.0, seed=seed)  # fmt: skip
+    # Best of 3 calls per bin on one thread (a 2,048-row flow call takes ~1 s on a CPU core: with
+    # one call per bin the rates of two reports of one run differed by up to 40% in a bin);
+    # more threads: one call at the highest bin
+    try:
+        one = S.rates_by_condition(sur, bins.rows, batch=SPEED_BATCH, threads=1, reps=3,
+                                   budget_s=5.0, seed=seed)  # fmt: skip
         more = {t: S.rates_by_condition(sur, bins.rows[-1:], batch=SPEED_BATCH, threads=t,
                                         reps=1, seed=seed, warmup=False)[0]
                 for t in threads if t > 1}  # fmt: skip
         # the simulator's cost per row grows with energy: batches sized to ~0.25 s per call
-        sim = S.rates_by_condition(base, bins.rows, batch=None, threads=None, reps=2,
+        sim = S.rates_by_condition(base, bins.rows, batch=None, threads=None, reps=3,
                                    seconds_per_call=0.25, seed=seed)  # fmt: skip
     except SimulatorInputError as exc:  # θ outside the surrogate's training range
         return {"note": f"speed not measured: {exc}"}

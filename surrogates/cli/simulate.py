@@ -15,6 +15,11 @@ __all__ = ["add_parser", "load_recipe", "run"]
 _RECIPE_KEYS = {"simulator", "n", "seed", "out", "chunk_size", "compression", "config"}
 
 
+def _rate(r: float) -> str:
+    """Rows per second for people: 3 significant digits below 100 (an N-body run takes seconds)."""
+    return f"{r:,.0f}" if r >= 100 else f"{r:.3g}"
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "simulate",
@@ -204,6 +209,6 @@ def run(args: argparse.Namespace) -> int:
         shapes = f"theta {data.theta.shape}, x {data.x.shape}"
     where = f"scheduler {args.scheduler}" if args.scheduler else f"{args.workers} worker(s)"
     print(
-        f"wrote {out}: {n} rows of {name} ({shapes}) in {dt:.1f} s, {n / dt:,.0f} rows/s, {where}"
+        f"wrote {out}: {n} rows of {name} ({shapes}) in {dt:.1f} s, {_rate(n / dt)} rows/s, {where}"
     )
     return 0
