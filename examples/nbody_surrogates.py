@@ -228,10 +228,14 @@ def plot_ratios(results: dict, path: Path) -> None:
             ax.axhline(y, color="k", ls=":", lw=0.8)
         ax.axhline(1, color="k", lw=0.8)
         ax.set_xscale("log")
+        ax.set_xticks([0.05, 0.1, 0.2, 0.5], ["0.05", "0.1", "0.2", "0.5"])
+        ax.minorticks_off()
         ax.set_title(f"Ω_m={cosmo[0]}, σ_8={cosmo[1]}", fontsize=9)
         ax.set_xlabel("k [h/Mpc]")
     axes[0, 0].set_ylabel("P_surrogate / P_simulator")
-    axes[0, 0].set_ylim(0.6, 1.4)
+    ratios = [r for f in fams for p in results[f]["per_cosmology"] for r in p["power_ratio"]]
+    axes[0, 0].set_yscale("log")  # a surrogate may be off by factors, not percent
+    axes[0, 0].set_ylim(min(0.8, 0.9 * min(ratios)), max(1.25, 1.1 * max(ratios)))
     axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
