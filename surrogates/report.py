@@ -227,6 +227,13 @@ def _nbody(theta_r, x_r, theta_c, x_c, config, matched, out, figures) -> dict[st
     res = compare_fields(fr, fc, box, matched=matched, group_size=max(per, 1))
     res["box_size"] = box
     res["field_shape"] = list(fr.shape[1:])
+    # the response of the low-k power to θ, fitted on each file's own rows
+    from .metrics.fields import power_response
+
+    res["response"] = {
+        "reference": power_response(theta_r, fr, box, group_size=max(per, 1)),
+        "candidate": power_response(theta_c, fc, box, group_size=max(len(fc) // len(x_c), 1)),
+    }
     figures.append(
         (
             "Mean power spectra (band: standard error of the reference mean) and their ratio",

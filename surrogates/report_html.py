@@ -87,6 +87,15 @@ def _headline(summary: dict[str, Any]) -> list[tuple[str, Any, str]]:
         rows.append(("peak-height separation power", m["peak_separation_power"], ""))
         rows.append(("peaks per field (reference)", m["peaks_per_field_reference"], ""))
         rows.append(("peaks per field (candidate)", m["peaks_per_field_candidate"], ""))
+        resp = m.get("response") or {}
+        if resp.get("reference") and resp.get("candidate"):
+            for j, (b_r, b_c) in enumerate(
+                zip(resp["reference"]["exponents"], resp["candidate"]["exponents"], strict=True)
+            ):
+                se = np.hypot(resp["reference"]["exponent_se"][j],
+                              resp["candidate"]["exponent_se"][j])  # fmt: skip
+                note = f"reference b = {b_r:.3g}, candidate {b_c:.3g} (± {se:.2g})"
+                rows.append((f"low-k power ∝ θ{j}^b: b candidate / reference", b_c / b_r, note))
         if "cross_correlation_mean" in m:
             r = np.asarray(m["cross_correlation_mean"], dtype=float)
             rows.append(

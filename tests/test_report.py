@@ -118,6 +118,10 @@ def test_nbody_report_uses_field_statistics(tmp_path):
     np.testing.assert_allclose(m["power_ratio"], 1.0, rtol=1e-6)
     np.testing.assert_allclose(m["cross_correlation_mean"], 1.0, rtol=1e-6)
     assert m["pixel_pdf_separation_power"] == 0.0
+    # the same rows: the same response of the low-k power to θ
+    resp = m["response"]
+    assert len(resp["reference"]["exponents"]) == 2
+    assert resp["candidate"]["exponents"] == pytest.approx(resp["reference"]["exponents"])
     assert {"power_spectra.png", "fields.png", "pixel_peaks.png"} <= {
         p.name for p in (tmp_path / "rep").iterdir()
     }

@@ -3,6 +3,10 @@ r"""Summary statistics of 2-d and 3-d periodic fields (cosmology maps and boxes)
 * power spectrum and cross-correlation coefficient: from :mod:`simulators.nbody.power` (one
   implementation, shared with the simulator); :func:`power_spectra` applies it to a batch;
 * pixel-value PDF: the distribution of all cell values of the fields;
+* response of the low-k power to the parameters: :func:`power_response` fits
+  :math:`\log A = a + \sum_j b_j \log \theta_j` over the rows of a file (for (Ω_m, σ_8), linear
+  theory gives :math:`b_{\sigma_8} = 2`), so a surrogate's dependence on θ is compared with the
+  simulator's on the same rows and not only its mean spectrum;
 * peak counts: local maxima (periodic neighbourhood of :math:`3^d - 1` cells) histogrammed by
   height, a standard non-Gaussian statistic for weak-lensing and density maps (e.g. Kratochvil et
   al., *Probing cosmology with weak lensing peak counts*, Phys. Rev. D 81, 043519, 2010).
@@ -35,6 +39,7 @@ __all__ = [
     "find_peaks",
     "peak_counts",
     "pixel_pdf",
+    "power_response",
     "power_spectra",
     "power_spectrum",
 ]
@@ -101,6 +106,54 @@ def peak_counts(fields: np.ndarray, bins: np.ndarray) -> np.ndarray:
     """
     f = _batch(fields, "fields")
     return np.stack([np.histogram(x[find_peaks(x)], bins=bins)[0] for x in f])
+
+
+def power_response(
+    theta: np.ndarray,
+    fields: np.ndarray,
+    box_size: float,
+    *,
+    group_size: int = 1,
+    k_range: tuple[float, float] = (0.05, 0.15),
+) -> dict[str, Any] | None:
+    r"""Power-law response of the low-k power amplitude to the parameters.
+
+    The amplitude :math:`A_i` of row i is its mean power over ``k_range`` (averaged over the
+    row's ``group_size`` fields); the least-squares fit of
+    :math:`\log A_i = a + \sum_j b_j \log \theta_{ij}` gives the exponents :math:`b_j` with their
+    standard errors from the residual scatter (cosmic variance of each row's box).
+
+    Args:
+        theta: parameters (N, P) of the rows, all positive.
+        fields: (N · group_size, n, n[, n]), the fields of row i at ``i * group_size + j``.
+        box_size: side of the periodic box.
+        group_size: fields per row.
+        k_range: the band (same unit as ``2π / box_size``).
+
+    Returns:
+        ``k_range``, ``exponents``, ``exponent_se`` (one per parameter) and ``rows``; None when
+        a parameter is not positive, the band holds no k-bin, or there are fewer rows than
+        P + 2.
+    """
+    t = np.asarray(theta, dtype=np.float64)
+    if t.ndim != 2 or len(t) < t.shape[1] + 2 or not np.all(t > 0):
+        return None
+    k, p, _ = power_spectra(fields, box_size)
+    sel = (k > k_range[0]) & (k < k_range[1])
+    if not sel.any() or len(p) != len(t) * group_size:
+        return None
+    amp = p[:, sel].mean(axis=1).reshape(len(t), group_size).mean(axis=1)
+    design = np.column_stack([np.ones(len(t)), np.log(t)])
+    coef, *_ = np.linalg.lstsq(design, np.log(amp), rcond=None)
+    resid = np.log(amp) - design @ coef
+    dof = len(t) - design.shape[1]
+    cov = resid @ resid / dof * np.linalg.inv(design.T @ design)
+    return {
+        "k_range": list(k_range),
+        "exponents": coef[1:].tolist(),
+        "exponent_se": np.sqrt(np.diag(cov))[1:].tolist(),
+        "rows": len(t),
+    }
 
 
 def compare_fields(
