@@ -192,6 +192,8 @@ def simulate_test(sim, runs: int, path: Path, workers: int) -> tuple[np.ndarray,
                             progress=None)  # fmt: skip
         print(f"    {len(theta)} runs in {time.perf_counter() - t0:.0f} s", flush=True)
     with simulators.open_dataset(path) as d:
+        if d.meta["simulator_config"] != sim.config or len(d) != len(theta):
+            raise UserError(f"{path} was simulated for other data; remove it to simulate anew")
         return d.x[:]
 
 
@@ -343,7 +345,6 @@ def main(argv: list[str] | None = None) -> int:
         data = out / "train_quick.h5"
         if not data.exists():
             simulators.generate(sim, 120, data, seed=4, chunk_size=40, workers=args.workers)
-
         n_train, runs = 120, args.test_runs or 6
     else:
         if not args.data.exists():
@@ -415,8 +416,9 @@ def main(argv: list[str] | None = None) -> int:
                         "cosmologies": COSMOLOGIES, "k_range": K_RANGE, "low_k": LOW_K,
                         "provenance": provenance(modules=("torch", "zuko", "numpy"))})  # fmt: skip
         results_path.write_text(json.dumps(results, indent=1))
-        if not args.quick:
-            kept = results_dir("nbody_surrogates") / f"{family}.json"
+        if not args.quick:  # the default folder's runs are the README's; others get a prefix
+            name = f"{family}.json" if args.out is None else f"{out.name}_{family}.json"
+            kept = results_dir("nbody_surrogates") / name
             kept.write_text(json.dumps({**results, "models": {family: info}}, indent=1))
         s8, om, sp = info["sigma8_response"], info["omega_m_response"], info["speed"]
         print(f"{family}: max |P ratio - 1| over {K_RANGE[0]} < k < {K_RANGE[1]}: "

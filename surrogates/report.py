@@ -217,7 +217,7 @@ def _nbody_fields(x: np.ndarray, config: dict[str, Any]) -> np.ndarray:
 
 
 def _nbody(theta_r, x_r, theta_c, x_c, config, matched, out, figures) -> dict[str, Any]:
-    from .metrics.fields import compare_fields, find_peaks
+    from .metrics.fields import compare_fields, find_peaks, power_response
     from .plots.common import plot_histograms
     from .plots.fields import plot_fields, plot_power_spectra
 
@@ -228,8 +228,6 @@ def _nbody(theta_r, x_r, theta_c, x_c, config, matched, out, figures) -> dict[st
     res["box_size"] = box
     res["field_shape"] = list(fr.shape[1:])
     # the response of the low-k power to θ, fitted on each file's own rows
-    from .metrics.fields import power_response
-
     res["response"] = {
         "reference": power_response(theta_r, fr, box, group_size=max(per, 1)),
         "candidate": power_response(theta_c, fc, box, group_size=max(len(fc) // len(x_c), 1)),

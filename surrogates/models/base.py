@@ -219,9 +219,8 @@ class Surrogate(Persistent):
         Args:
             data: a dataset path, a :func:`simulators.open_dataset` object or ``(theta, x)``.
             preprocessing: an unfitted preprocessor; default from the dataset's simulator.
-            meta: where ``data`` are arrays, the metadata of the file they came from (e.g.
-                selected or augmented rows of it): the model then takes that file's defaults
-                (preprocessing, backbone) and records its simulator.
+            meta: for arrays taken from a file (e.g. selected or augmented rows), its metadata:
+                the model takes that file's defaults (preprocessing, backbone).
             n_fit: training rows used to fit the preprocessing.
             seed: weight initialization (and the preprocessing's dequantization noise).
             device: where the model lives.
@@ -232,19 +231,12 @@ class Surrogate(Persistent):
             UserError: data that fail the input gate (:func:`gate`), naming the file or argument.
         """
         theta, x, file_meta = read_training_data(data, n=n_fit, drop_nonfinite=drop_nonfinite)
-        meta = file_meta or dict(meta or {})
-        if not meta:
-            meta = {
-                "x_shape": list(x.shape[1:]),
-                "param_names": [f"theta{i}" for i in range(theta.shape[1])],
-            }
+        names = [f"theta{i}" for i in range(theta.shape[1])]
+        meta = file_meta or dict(meta or {}) or {"x_shape": list(x.shape[1:]), "param_names": names}
         pre = preprocessing or cls.default_preprocessing(meta, x)
-        g = torch.Generator().manual_seed(seed)
-        pre.fit(
-            torch.as_tensor(x, dtype=torch.float64),
-            torch.as_tensor(theta, dtype=torch.float64),
-            generator=g,
-        )
+        f64 = torch.float64
+        pre.fit(torch.as_tensor(x, dtype=f64), torch.as_tensor(theta, dtype=f64),
+                generator=torch.Generator().manual_seed(seed))  # fmt: skip
         return cls(pre, meta=meta, seed=seed, device=device, **arch)
 
     # --------------------------------------------------------------- training
