@@ -18,26 +18,21 @@ is checked, and would fail on a wrong implementation:
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_example
 from scipy import stats
 
 import simulators
 from surrogates.training import split_indices
 
-PATH = Path(__file__).resolve().parents[1] / "examples" / "cosmology_inference.py"
-
 
 @pytest.fixture(scope="module")
 def example():
-    spec = importlib.util.spec_from_file_location("cosmology_inference", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("cosmology_inference")
 
 
 def test_slice_pairs_keep_row_order_and_theta(example):

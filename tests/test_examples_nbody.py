@@ -8,26 +8,16 @@ known ratio for a field scaled by a constant (so a surrogate 10% off in amplitud
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import load_example
 
 from surrogates.metrics.fields import power_spectra
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("nbody_surrogates", ROOT / "examples" /
-                                                  "nbody_surrogates.py")  # fmt: skip
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["nbody_surrogates"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_example("nbody_surrogates")
 
 
 def _fields(rng, n, c=4, m=16, amplitude=1.0):

@@ -7,23 +7,17 @@ wrong energy unit would miss the known a and b by far more than the tolerances.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import load_example
 
-PATH = Path(__file__).resolve().parents[1] / "examples" / "calo_resolution.py"
 E_GEV = 2.0 ** np.arange(8, 23) / 1e3  # the 15 dataset-1 energies
 A, B = 0.10, 0.007
 
 
 @pytest.fixture(scope="module")
 def example():
-    spec = importlib.util.spec_from_file_location("calo_resolution", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("calo_resolution")
 
 
 def test_model_is_quadrature_sum_in_gev(example):
