@@ -31,7 +31,7 @@ route b), and the cost in CPU seconds of this process (:func:`time.process_time`
 * b: simulating the rows the surrogate was trained on (counted the same way: the surrogate needed
   them; their number as its run folder's ``results.json`` records it, else route a's), the
   surrogate's training (read from that file where recorded -- ``examples/nbody_surrogates.py``
-  records wall seconds -- else "not recorded"; CPU seconds measured here in ``--quick``),
+  records CPU seconds -- else "not recorded"; CPU seconds measured here in ``--quick``),
   sampling the surrogate and training the NPE.
 
 Usage::
@@ -54,7 +54,6 @@ versions.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -128,7 +127,7 @@ VAL_FRACTION, SPLIT_SEED = 0.1, 0
 NPE_LR = 4e-3
 LABELS = {"a": "a  simulator, CNN", "a'": "a' simulator, P(k)", "b": "b  {}, CNN"}
 #: surrogate run keys that may hold its training time, most specific first
-TIME_KEYS = ("train_cpu_seconds", "train_process_seconds", "train_seconds")
+TIME_KEYS = ("train_cpu_seconds", "train_seconds")
 
 
 # ----------------------------------------------------------------------------- pure helpers
@@ -232,9 +231,8 @@ def surrogate_record(run_dir: str | Path, model_type: str) -> dict[str, Any]:
 
     Looked for in a ``results.json`` in the run folder or its two parents (as
     ``examples/nbody_surrogates.py`` writes one above ``<family>/run``): the training time as a
-    top-level key or under ``models.<model_type>`` or ``<model_type>`` (CPU seconds first, then
-    ``train_seconds``), the rows as ``n_train_rows``; the time also in a ``seconds`` / ``elapsed``
-    column of the run's ``metrics.csv``.
+    top-level key or under ``models.<model_type>`` (CPU seconds first, then ``train_seconds``),
+    the rows as ``n_train_rows``.
 
     Returns:
         ``train_seconds`` and ``training_rows`` (None where not recorded), each with a
@@ -252,8 +250,7 @@ def surrogate_record(run_dir: str | Path, model_type: str) -> dict[str, Any]:
         if not isinstance(data, dict):
             continue
         models = data.get("models") if isinstance(data.get("models"), dict) else {}
-        for where, entry in ((f"models.{model_type}.", models.get(model_type)),
-                             (f"{model_type}.", data.get(model_type)), ("", data)):  # fmt: skip
+        for where, entry in ((f"models.{model_type}.", models.get(model_type)), ("", data)):
             if not isinstance(entry, dict):
                 continue
             key = next((k for k in TIME_KEYS if isinstance(entry.get(k), (int, float))), None)
@@ -263,15 +260,6 @@ def surrogate_record(run_dir: str | Path, model_type: str) -> dict[str, Any]:
             if isinstance(entry.get("n_train_rows"), int) and out["training_rows"] is None:
                 out["training_rows"] = entry["n_train_rows"]
                 out["training_rows_source"] = f"{path}: {where}n_train_rows"
-    metrics = run / "metrics.csv"
-    if out["train_seconds"] is None and metrics.is_file():
-        with open(metrics, newline="") as f:
-            rows = list(csv.DictReader(f))
-        for key in ("seconds", "elapsed", "time"):
-            if rows and rows[-1].get(key):
-                out["train_seconds"] = float(rows[-1][key])
-                out["train_seconds_source"] = f"{metrics}: {key}"
-                break
     return out
 
 
