@@ -23,7 +23,7 @@ def default_train_config(n_train: int) -> dict[str, Any]:
 
     Tuned on the toy tasks of ``benchmarks/npe_vs_sbi.py``: Adam at 4·10⁻³, halved after 5
     epochs without validation improvement, early stopping after 10 (or when the rate would be
-    halved below 1/32 of its start), and batches of a sixteenth of the data, 64 to 256 rows.
+    halved below 1/32 of its start), and batches of a quarter of the data, 64 to 256 rows.
     Against ``sbi``'s defaults (batch 200, learning rate 5·10⁻⁴, patience 20 epochs) this takes
     a fraction of the steps.
 
@@ -31,20 +31,22 @@ def default_train_config(n_train: int) -> dict[str, Any]:
     the weights (decay 0.99), at 1.2·10⁻², halved after 3 epochs without improvement, stopping
     after 6 or below 1/4 of the rate. There the validation loss of the raw weights jumps by
     0.1-0.2 nats from one epoch to the next (two moons at 10³), so the plateau rules reacted to
-    noise and stopped early. Batches of a sixteenth give 11-23 steps an epoch below 4,096
-    rows, so that 6 epochs without improvement span about the average's horizon of 100 steps:
-    with 4 steps an epoch (batches of 256 at 10³) training stopped after 70-460 steps, on the
-    lag of the average rather than on convergence, and the quality of a replicate followed the
-    length of its run.
+    noise and stopped early. There batches are a sixteenth of the data, 64 to 128 rows (11-23
+    steps an epoch from 724 rows on), so that 6 epochs without improvement span about the
+    average's horizon of 100 steps: with 4 steps an epoch (batches of 256 at 10³) training
+    stopped after 70-460 steps, on the lag of the average rather than on convergence, and the
+    quality of a replicate followed the length of its run.
 
     Chosen by measurement: ``docs/decisions/001-npe-training-defaults.md`` and, over
     independent replicates, ``docs/decisions/010-npe-small-budget-robustness.md``.
     """
-    batch = int(min(256, max(64, 2 ** round(math.log2(max(n_train, 1) / 16)))))
+    small = n_train < 2048
+    rows = max(n_train, 1) / (16 if small else 4)
+    batch = int(min(256, max(64, 2 ** round(math.log2(rows)))))
     config = {"lr": 4e-3, "batch_size": batch, "schedule": "plateau", "patience": 10,
               "min_lr_factor": 1 / 32, "max_epochs": 1000, "clip_grad": 5.0,
               "progress": False}  # fmt: skip
-    if n_train < 2048:  # fewer than 8 batches an epoch
+    if small:
         config.update(lr=1.2e-2, ema=0.99, patience=6, min_lr_factor=1 / 4)
     return config
 
