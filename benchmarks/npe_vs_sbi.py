@@ -247,6 +247,39 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
         print(f"\nPublished sbibm NPE C2ST at 10^4 simulations: {', '.join(published)}")
 
 
+def time_fits(tasks: list[str], budgets: list[int], methods: list[str], seeds: list[int],
+              options: dict[str, Any]) -> list[dict[str, Any]]:  # fmt: skip
+    """Training seconds of every method on each seed's simulations, one fit at a time and
+    nothing else in the process: the scoring runs time their fits beside C2ST workers."""
+    rows = []
+    for task in tasks:
+        for budget in budgets:
+            times: dict[str, list[float]] = {m: [] for m in methods}
+            for seed in seeds:
+                theta, x = simulations(task, budget, seed)
+                for method in methods:
+                    times[method].append(train(method, task, theta, x, seed, options)[1])
+                    print(f"  {task:16s} {budget:6d} {method:8s} seed {seed} "
+                          f"train {times[method][-1]:7.1f} s", flush=True)  # fmt: skip
+            rows += [{"task": task, "sims": budget, "method": m, "seeds": seeds,
+                      "train_s": times[m]} for m in methods]  # fmt: skip
+    return rows
+
+
+def print_times(rows: list[dict[str, Any]]) -> None:
+    """Mean training seconds over seeds per method, and ours over each sbi method."""
+    by = {(r["task"], r["sims"], r["method"]): np.mean(r["train_s"]) for r in rows}
+    methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
+    peers = [m for m in PEERS if m in methods and "ours" in methods]
+    print("\n| task | sims | " + " | ".join(f"{LABELS[m]} s" for m in methods)
+          + "".join(f" | ours / {LABELS[m]}" for m in peers) + " |")  # fmt: skip
+    print("|---|---:|" + "---:|" * (len(methods) + len(peers)))
+    for task, sims in dict.fromkeys((r["task"], r["sims"]) for r in rows):
+        cells = [_seconds(by[task, sims, m]) for m in methods]
+        cells += [f"{by[task, sims, 'ours'] / by[task, sims, m]:.2f}" for m in peers]
+        print(f"| {task} | {sims} | " + " | ".join(cells) + " |")
+
+
 def _upgrade(row: dict[str, Any]) -> dict[str, Any]:
     """A row of a results file written before issue 30: one simulation set, seeds that varied
     only the initialisation, one mean time."""
@@ -282,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="options of our NPE, e.g. ema=null (values parsed as JSON)")  # fmt: skip
     p.add_argument("--quick", action="store_true",
                    help="two moons + Gaussian linear, 10^3 sims, 2 obs, seeds 0 1")  # fmt: skip
+    p.add_argument("--time-only", action="store_true",
+                   help="time each method's fits alone, no scoring")  # fmt: skip
     p.add_argument("--tables-from", type=Path, metavar="JSON",
                    help="print the tables of an earlier run's results file and exit")  # fmt: skip
     args = p.parse_args(argv)
@@ -314,6 +349,23 @@ def main(argv: list[str] | None = None) -> int:
                       modules=("torch", "zuko", "sbi", "sbibm", "sklearn", "numpy"))  # fmt: skip
     prov["torch_threads"] = str(torch.get_num_threads())
     print(header(prov))
+    name = "npe_vs_sbi_quick" if args.quick else "npe_vs_sbi"
+    if args.time_only:
+        name += "_times"
+    # a partial run gets its own file: the full run's file is the README's source
+    if not args.quick:
+        for key in ("tasks", "budgets", "methods", "protocols"):
+            if getattr(args, key) != p.get_default(key) and not (
+                args.time_only and key == "protocols"
+            ):
+                name += "_" + "_".join(map(str, getattr(args, key)))
+        if args.n_obs != p.get_default("n_obs") and not args.time_only:
+            name += f"_obs_{args.n_obs}"
+    if args.seeds != default_seeds:
+        name += "_seeds_" + "_".join(map(str, args.seeds))
+    if args.npe:
+        name += "_" + "_".join(f"{k}_{v}" for k, v in sorted(args.npe.items()))
+    out = results_dir("npe_vs_sbi") / f"{name}.json"
     units = results_dir("npe_vs_sbi") / "units"
     units.mkdir(exist_ok=True)
     # one untimed fit per method first: lazy imports (e.g. torch._dynamo, ~1 s) fall outside
@@ -321,6 +373,13 @@ def main(argv: list[str] | None = None) -> int:
     theta, x = simulations(args.tasks[0], 200, 0)
     for method in args.methods:
         train(method, args.tasks[0], theta, x, args.seeds[0], args.npe)
+    if args.time_only:
+        rows = time_fits(args.tasks, args.budgets, args.methods, args.seeds, args.npe)
+        print_times(rows)
+        out.write_text(json.dumps({"provenance": prov, "npe_options": args.npe, "rows": rows},
+                                  indent=1))  # fmt: skip
+        print(f"wrote {out}")
+        return 0
     pending: list[tuple[Path, dict[str, Any], dict[str, list[Future]]]] = []
 
     def flush(wait: bool) -> None:
@@ -389,19 +448,6 @@ def main(argv: list[str] | None = None) -> int:
                     })  # fmt: skip
     print_tables(rows)
     print(f"\ntotal {time.perf_counter() - t_start:.0f} s")
-    name = "npe_vs_sbi_quick" if args.quick else "npe_vs_sbi"
-    # a partial run gets its own file: the full run's file is the README's source
-    if not args.quick:
-        for key in ("tasks", "budgets", "methods", "protocols"):
-            if getattr(args, key) != p.get_default(key):
-                name += "_" + "_".join(map(str, getattr(args, key)))
-        if args.n_obs != p.get_default("n_obs"):
-            name += f"_obs_{args.n_obs}"
-    if args.seeds != default_seeds:
-        name += "_seeds_" + "_".join(map(str, args.seeds))
-    if args.npe:
-        name += "_" + "_".join(f"{k}_{v}" for k, v in sorted(args.npe.items()))
-    out = results_dir("npe_vs_sbi") / f"{name}.json"
     meta = {"provenance": prov, "npe_options": args.npe, "n_obs": args.n_obs, "rows": rows}
     out.write_text(json.dumps(meta, indent=1))
     print(f"wrote {out}")
