@@ -37,6 +37,8 @@ Usage:
     python benchmarks/npe_vs_sbi.py                     # 4 tasks x {10^3, 10^4} x 5 seeds, ours
     python benchmarks/npe_vs_sbi.py --protocols ours sbibm --tasks two_moons --budgets 1000 \\
         --n-obs 2                                       # the SBI benchmark's protocol as well
+    python benchmarks/npe_vs_sbi.py --protocols ours sbibm --budgets 10000 --n-obs 5 \\
+        --sbibm-obs 2                                   # one training, both protocols
     python benchmarks/npe_vs_sbi.py --quick             # two moons + Gaussian linear, 10^3, 2 obs
     python benchmarks/npe_vs_sbi.py --methods ours --npe ema=null   # an option of ours
     python benchmarks/npe_vs_sbi.py --tables-from benchmarks/results/npe_vs_sbi/npe_vs_sbi.json
@@ -292,11 +294,12 @@ def _upgrade(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def unit_key(task: str, sims: int, method: str, seed: int, protocols: list[str], n_obs: int,
-             options: dict[str, Any]) -> str:  # fmt: skip
+             options: dict[str, Any], sbibm_obs: int | None = None) -> str:  # fmt: skip
     """The name of a unit file: one trained estimator and its scores."""
     opts = json.dumps(options, sort_keys=True) if method == "ours" else ""
     digest = hashlib.sha1(opts.encode()).hexdigest()[:8] if opts not in ("", "{}") else "default"
-    return f"{task}_{sims}_{method}_{seed}_{'+'.join(protocols)}_obs{n_obs}_{digest}"
+    obs = f"{n_obs}" if sbibm_obs in (None, n_obs) else f"{n_obs}+{sbibm_obs}"
+    return f"{task}_{sims}_{method}_{seed}_{'+'.join(protocols)}_obs{obs}_{digest}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -304,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     p.add_argument("--budgets", nargs="+", type=int, default=[1000, 10000])
     p.add_argument("--n-obs", type=int, default=10, help="observations per task (sbibm: 10)")
+    p.add_argument("--sbibm-obs", type=int, default=None,
+                   help="sbibm's observations beside ours (default: --n-obs)")  # fmt: skip
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--protocols", nargs="+", default=["ours"], choices=PROTOCOLS)
     p.add_argument("--seeds", nargs="+", type=int, default=None,
@@ -326,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--npe takes KEY=JSON pairs, got {' '.join(args.npe)}")
     if args.c2st_workers < 1:
         p.error(f"--c2st-workers must be at least 1, got {args.c2st_workers}")
+    if args.sbibm_obs is not None and "sbibm" not in args.protocols:
+        p.error("--sbibm-obs needs --protocols sbibm")
     if args.tables_from:
         try:
             rows = [_upgrade(r) for r in json.loads(args.tables_from.read_text())["rows"]]
@@ -361,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
                 name += "_" + "_".join(map(str, getattr(args, key)))
         if args.n_obs != p.get_default("n_obs") and not args.time_only:
             name += f"_obs_{args.n_obs}"
+        if args.sbibm_obs not in (None, args.n_obs) and not args.time_only:
+            name += f"_sbibm_obs_{args.sbibm_obs}"
     if args.seeds != default_seeds:
         name += "_seeds_" + "_".join(map(str, args.seeds))
     if args.npe:
@@ -405,13 +414,13 @@ def main(argv: list[str] | None = None) -> int:
                 refs = [reference(task, i, x_o[i], N_SAMPLES["ours"]) for i in range(args.n_obs)]
                 obs["ours"] = (list(x_o), refs)
             if "sbibm" in args.protocols:
-                obs["sbibm"] = sbibm_observations(task, args.n_obs)
+                obs["sbibm"] = sbibm_observations(task, args.sbibm_obs or args.n_obs)
             for budget in args.budgets:
                 for seed in args.seeds:
                     theta, x = simulations(task, budget, seed)
                     for method in args.methods:
                         key = unit_key(task, budget, method, seed, args.protocols, args.n_obs,
-                                       args.npe)  # fmt: skip
+                                       args.npe, args.sbibm_obs)  # fmt: skip
                         path = units / f"{key}.json"
                         keys.append((task, budget, method, seed, path))
                         if path.exists():
@@ -448,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
                     })  # fmt: skip
     print_tables(rows)
     print(f"\ntotal {time.perf_counter() - t_start:.0f} s")
-    meta = {"provenance": prov, "npe_options": args.npe, "n_obs": args.n_obs, "rows": rows}
+    meta = {"provenance": prov, "npe_options": args.npe, "n_obs": args.n_obs,
+            "sbibm_obs": args.sbibm_obs or args.n_obs, "rows": rows}  # fmt: skip
     out.write_text(json.dumps(meta, indent=1))
     print(f"wrote {out}")
     return 0
