@@ -155,6 +155,26 @@ def test_shower_state_round_trip_and_bad_input():
         from_dict({"kind": "nope"})
 
 
+def test_shower_zero_band_places_zeros_below_it_and_round_trips():
+    x, e = synthetic_showers(200)
+    pre = ShowerPreprocessing(PHOTON_LAYERS, zero_band=0.1)
+    pre.fit(x, e, generator=torch.Generator().manual_seed(0))
+    xq = pre._dequantize(x, torch.Generator().manual_seed(1))
+    zeros = x == 0
+    assert (xq[zeros] > 0).all() and (xq[zeros] < 0.1 * pre.threshold).all()
+    assert xq[zeros].max() > 0.09 * pre.threshold  # the band is filled, not a point
+    assert torch.equal(xq[~zeros], x[~zeros])
+    y, _ = pre.forward(x, e, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(pre.inverse(y, e), x, rtol=1e-9, atol=1e-12)
+    state = json.loads(json.dumps(pre.to_dict()))
+    assert from_dict(state).zero_band == 0.1
+    del state["zero_band"]  # saved before the setting existed: the band it was trained with
+    assert from_dict(state).zero_band == 0.999
+    for bad in (0.0, 1.0, -0.5):
+        with pytest.raises(ValueError, match="zero_band"):
+            ShowerPreprocessing(PHOTON_LAYERS, zero_band=bad)
+
+
 def test_shower_layer_features_are_standardized_per_energy():
     # discrete energies: one knot each, so every energy's layer features have mean 0, std 1
     x, e = synthetic_showers(600, seed=4)

@@ -17,8 +17,11 @@ between 256 MeV and 4 TeV (dataset-1 photons); standardized per energy it is abo
 energy, so a model with a per-feature noise scale (a VAE's decoder σ, a GAN's energy term) does
 not have to learn a 30-fold change of scale to get the resolution right
 (``docs/decisions/008-conditional-layer-standardization.md``). Voxels below the readout threshold
-:math:`\delta` (zeros) are first dequantized to :math:`0.999 \delta \cdot U(0, 1)`; on the way
-back everything below :math:`0.9995 \delta` is set to zero (margins for round-off), so
+:math:`\delta` (zeros) are first dequantized to :math:`0.1 \delta \cdot U(0, 1)`, a decade below
+the threshold: with noise up to δ the zeros' density in log x peaked at log δ, where the data
+have almost no voxels, and a flow smoothing over that edge put 30 times too many voxels just
+above δ (``docs/decisions/011-shower-zero-band.md``). On the way back everything below
+:math:`0.9995 \delta` is set to zero (a margin for round-off), so
 ``inverse(forward(x)) == x`` exactly (in float64) for data whose non-zero voxels are all
 :math:`\ge \delta`. The feature vector holds :math:`L + n_\text{voxels}` numbers for
 :math:`n_\text{voxels}` data values (the voxel fractions of a layer sum to one), so it is *not*
@@ -45,12 +48,15 @@ from torch import Tensor
 
 from .base import LOGIT_EPS, Preprocessor, _as, _logit, _std, _unlogit
 
-__all__ = ["KNOTS", "MIN_BIN_ROWS", "ShowerPreprocessing", "layer_sizes_of"]
+__all__ = ["KNOTS", "MIN_BIN_ROWS", "ZERO_BAND", "ShowerPreprocessing", "layer_sizes_of"]
 
 #: at most this many knots of the energy-dependent standardization of the layer features
 KNOTS = 32
 #: fewest training rows behind a knot (smaller bins merge with the next)
 MIN_BIN_ROWS = 50
+#: zeros are dequantized below this fraction of the threshold, a decade under the smallest hit
+#: (``docs/decisions/011-shower-zero-band.md``); models saved before the setting used 0.999
+ZERO_BAND = 0.1
 
 
 def layer_sizes_of(sim: Any) -> list[int]:
@@ -79,6 +85,7 @@ class ShowerPreprocessing(Preprocessor):
         eps: ε of the logit.
         energy_scale: s in :math:`u_0 = \sum_k E_k / (s E)`; ``None`` fits it as 1.5 times the
             largest deposited fraction seen in training, so :math:`u_0 < 1` leaves headroom.
+        zero_band: zeros are dequantized to ``zero_band`` · δ · U(0, 1) (:data:`ZERO_BAND`).
 
     Features: ``[u_0, ..., u_{L-1}, v_{0,0}, ..., v_{L-1,n-1}]``; :attr:`split` = L, so a
     two-stage model learns the layer energies first and the voxels given them.
@@ -93,11 +100,15 @@ class ShowerPreprocessing(Preprocessor):
         threshold: float | None = None,
         eps: float = LOGIT_EPS,
         energy_scale: float | None = None,
+        zero_band: float = ZERO_BAND,
     ):
         self.layer_sizes = [int(n) for n in layer_sizes]
         if not self.layer_sizes or min(self.layer_sizes) < 1:
             raise ValueError("layer_sizes must be a non-empty list of positive voxel counts")
         self.threshold, self.eps, self.energy_scale = threshold, float(eps), energy_scale
+        if not 0 < zero_band <= 0.999:
+            raise ValueError(f"zero_band must be in (0, 0.999], got {zero_band}")
+        self.zero_band = float(zero_band)
         self.n_layers, self.n_voxels = len(self.layer_sizes), sum(self.layer_sizes)
         self.features, self.context, self.split = self.n_layers + self.n_voxels, 1, self.n_layers
         self.mean = self.std = torch.zeros(0)
@@ -116,8 +127,8 @@ class ShowerPreprocessing(Preprocessor):
 
     def _dequantize(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         u = torch.rand(x.shape, generator=generator, dtype=x.dtype)
-        # noise in [0, 0.999 δ) and the cut at 0.9995 δ leave margins for round-off both ways
-        return torch.where(x > 0, x, 0.999 * self.threshold * u.to(x.device))
+        # noise below zero_band δ <= 0.999 δ and the cut at 0.9995 δ: margins for round-off
+        return torch.where(x > 0, x, self.zero_band * self.threshold * u.to(x.device))
 
     def _fractions(self, x: Tensor, theta: Tensor) -> Tensor:
         """Energy fractions in [0, 1], shape (N, L + n_voxels), of dequantized showers."""
@@ -235,6 +246,7 @@ class ShowerPreprocessing(Preprocessor):
             "threshold": self.threshold,
             "eps": self.eps,
             "energy_scale": self.energy_scale,
+            "zero_band": self.zero_band,
             "mean": self.mean.tolist(),
             "std": self.std.tolist(),
             "theta_mean": self.theta_mean,
@@ -246,7 +258,8 @@ class ShowerPreprocessing(Preprocessor):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ShowerPreprocessing:
-        self = cls(d["layer_sizes"], d["threshold"], d["eps"], d["energy_scale"])
+        self = cls(d["layer_sizes"], d["threshold"], d["eps"], d["energy_scale"],
+                   d.get("zero_band", 0.999))  # fmt: skip
         self.mean = torch.tensor(d["mean"], dtype=torch.float64)
         self.std = torch.tensor(d["std"], dtype=torch.float64)
         self.theta_mean, self.theta_std = d["theta_mean"], d["theta_std"]
