@@ -19,7 +19,7 @@ not have to learn a 30-fold change of scale to get the resolution right
 (``docs/decisions/008-conditional-layer-standardization.md``). Voxels below the readout threshold
 :math:`\delta` (zeros) are first dequantized to :math:`0.1 \delta \cdot U(0, 1)`, a decade below
 the threshold: with noise up to δ the zeros' density in log x peaked at log δ, where the data
-have almost no voxels, and a flow smoothing over that edge put 30 times too many voxels just
+have almost no voxels, and a flow smoothing over that edge put ~45 times too many voxels just
 above δ (``docs/decisions/011-shower-zero-band.md``). On the way back everything below
 :math:`0.9995 \delta` is set to zero (a margin for round-off), so
 ``inverse(forward(x)) == x`` exactly (in float64) for data whose non-zero voxels are all
