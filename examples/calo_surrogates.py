@@ -55,8 +55,8 @@ SETTINGS = {
                  "embedding": [64, 64]},
         "train": {"max_epochs": 6, "batch_size": 512, "lr": 1e-3, "warmup": 200, "patience": 8},
     },
-    # a per-row decoder σ: a shower's voxel spread changes with energy and with the shower
-    "vae": {"arch": {"variance": "sample"},
+    # the shower defaults: a mixture of 2 Gaussians per voxel and the flow prior (decision 012)
+    "vae": {"arch": {},
             "train": {"max_epochs": 15, "batch_size": 512, "lr": 1e-3}},
     # two critic steps per generator step (the paper: five): 2.5 times the generator updates
     # for the same critic steps, which is what a 2-core machine can afford

@@ -15,6 +15,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 import simulators
 from surrogates.models import VAE
@@ -109,6 +110,83 @@ def test_iwae_bound_tightens_with_k_towards_the_log_likelihood():
     print("exact", exact, "gaps for K = 1, 8, 64, 512", gaps)
     assert bounds == sorted(bounds) and min(gaps[:3]) > 0 and gaps[0] > 0.5
     assert abs(gaps[-1]) < 0.01 * gaps[0]  # at K = 512 the gap is below the Monte Carlo noise
+
+
+def mixture_net(seed: int = 0, separated: bool = False):
+    """A float64 decoder with 2 components per feature and random weights; ``separated``: the
+    last layer's output is its bias, weights 0.2 / 0.8, means -2 / 3 apart, σ 0.5 / 1."""
+    theta, x = linear_gaussian(200, seed)
+    model = VAE.for_dataset((theta, x), hidden=[8], latent=2, components=2, device="cpu",
+                            seed=seed)  # fmt: skip
+    net = model.net.double()
+    if separated:
+        last = [m for m in net.decoder.modules() if isinstance(m, torch.nn.Linear)][-1]
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.copy_(torch.tensor([[math.log(0.2)] * D, [math.log(0.8)] * D,
+                                          [-2.0] * D, [3.0] * D,
+                                          [math.log(0.5)] * D, [0.0] * D]).flatten())  # fmt: skip
+    return net
+
+
+def test_mixture_likelihood_is_the_gaussian_mixture_density():
+    net = mixture_net()
+    g = torch.Generator().manual_seed(1)
+    z, c = (
+        torch.randn(50, 2, generator=g, dtype=torch.float64),
+        torch.randn(50, P, generator=g, dtype=torch.float64),
+    )
+    y = 2 * torch.randn(50, D, generator=g, dtype=torch.float64)
+    logw, mean, log_scale = net.mixture(z, c)  # (N, K, D)
+    assert logw.shape == mean.shape == (50, 2, D)
+    mix = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(logits=logw.transpose(1, 2)),
+        torch.distributions.Normal(mean.transpose(1, 2), log_scale.exp().transpose(1, 2)),
+    )
+    expected = mix.log_prob(y).sum(-1)
+    torch.testing.assert_close(net.log_likelihood(y, z, c), expected, rtol=0, atol=1e-12)
+
+
+def test_mixture_draws_follow_the_mixture():
+    net = mixture_net(1, separated=True)
+    n = 40_000
+    z = torch.randn(1, 2, dtype=torch.float64).repeat(n, 1)
+    c = torch.randn(1, P, dtype=torch.float64).repeat(n, 1)
+    with torch.no_grad():
+        y = net.draw(z, c, torch.Generator().manual_seed(0)).numpy()
+        logw, mean, log_scale = (t[0].numpy() for t in net.mixture(z[:1], c[:1]))
+    w, sd = np.exp(logw), np.exp(log_scale)
+    np.testing.assert_allclose(w[:, 0], [0.2, 0.8])
+    assert (np.abs(mean[1] - mean[0]) > 4).all()
+    for j in range(D):  # the draws of each feature against the mixture's CDF
+
+        def cdf(v, j=j):
+            return (w[:, j] * stats.norm.cdf((v[:, None] - mean[:, j]) / sd[:, j])).sum(1)
+
+        assert stats.kstest(y[:, j], cdf).pvalue > 1e-3
+    net.noise = False  # without noise: the mixture's mean
+    with torch.no_grad():
+        np.testing.assert_allclose(net.draw(z[:1], c[:1]).numpy()[0], (w * mean).sum(0),
+                                   rtol=1e-12)  # fmt: skip
+
+
+def test_flow_prior_is_fitted_to_the_encoder_draws_without_moving_the_encoder():
+    theta, x = linear_gaussian(200, 0)
+    model = VAE.for_dataset((theta, x), hidden=[8], latent=3, prior="flow", device="cpu")
+    net = model.net.double()
+    th, xt = torch.as_tensor(theta), torch.as_tensor(x)
+    y, _ = model.pre.forward(xt, th)
+    c = model.pre.condition(th)
+    _, _, z, _ = net._terms(y, c, torch.Generator().manual_seed(0))
+    net._prior_nll(z, c).backward()
+    assert all(p.grad is None for p in (*net.encoder.parameters(), *net.decoder.parameters()))
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.prior.parameters())
+    # the bound and the validation loss score the model's prior: exact when it is N(0, I)
+    lp_flow = net.log_prior(z, c)
+    net.prior = None
+    normal = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
+    torch.testing.assert_close(net.log_prior(z, c), normal, rtol=0, atol=1e-12)
+    assert not torch.allclose(lp_flow, normal)
 
 
 # --------------------------------------------------------------------------- training

@@ -315,8 +315,9 @@ class FieldCritic(nn.Module):
 def vae_backbone(
     shape: Sequence[int], context: int, arch: dict[str, Any], activation: type[nn.Module]
 ) -> tuple[nn.Module, nn.Module]:
-    """The VAE's (encoder, decoder): ``encoder(y, c)`` -> (N, 2L), ``decoder(z, c)`` -> (N, F)
-    or (N, 2F) for ``variance="sample"``; convolutional for a field shape (C, H, W).
+    """The VAE's (encoder, decoder): ``encoder(y, c)`` -> (N, 2L), ``decoder(z, c)`` -> (N, F),
+    (N, 2F) for ``variance="sample"`` or (N, 3KF) for K ``components``; convolutional for a
+    field shape (C, H, W).
 
     Args:
         shape: the preprocessing's feature shape, (F,) or (C, H, W).
@@ -325,6 +326,8 @@ def vae_backbone(
         activation: activation class.
     """
     latent, outs = int(arch["latent"]), 2 if arch["variance"] == "sample" else 1
+    if int(arch.get("components", 1)) > 1:
+        outs = 3 * int(arch["components"])
     if len(shape) == 3:
         widths = [int(w) for w in arch["conv_widths"]]
         c, h, w = _check_field(shape, widths)

@@ -17,6 +17,27 @@ output :math:`\log \sigma(z, c)` per row and feature (heteroscedastic), bounded 
 :data:`MIN_LOG_SCALE` because an unbounded per-row variance makes the likelihood unbounded
 (Mattei & Frellsen, 2018, NeurIPS).
 
+**Mixture decoder.** With ``components=K > 1`` each feature's :math:`p(y_j \mid z, c)` is a
+mixture of K Gaussians whose weights, means and σ (bounded below by :data:`MIN_LOG_SCALE`) the
+decoder gives per row, independent across features given z (as the mixtures of logistics of
+PixelCNN++, Salimans et al., 2017, arXiv:1701.05517, per pixel). A shower voxel given the
+shower's global shape is either below the readout threshold (the narrow dequantization band of
+:class:`~surrogates.preprocessing.ShowerPreprocessing`) or hit: one Gaussian must cover both
+modes, and its draws put empty voxels just above the threshold and blur the shower widths.
+
+**Prior.** ``prior="normal"`` samples :math:`z \sim \mathcal{N}(0, I)`. With ``prior="flow"``
+a coupling spline flow :math:`p_\psi(z \mid c)` (:data:`PRIOR_FLOW`) is fitted by maximum
+likelihood to the encoder's draws :math:`z \sim q(z \mid y, c)` of every training batch, with
+no gradient into the encoder: the aggregate posterior that the decoder was trained on, which
+N(0, I) matches only in its first two moments (ex-post density estimation, Ghosh et al., 2020,
+arXiv:1903.12436; the two-stage VAE of Dai & Wipf, 2019, arXiv:1903.05789, fitted alongside
+rather than after). Encoder and decoder still train on the ELBO against N(0, I) below, so the
+warm-up and the free bits act unchanged; sampling and :meth:`VAE.log_prob` then use
+:math:`p_\psi`, and ``val_loss`` is the negative ELBO with :math:`p_\psi` (the KL by its
+one-draw estimate), a bound for the model that :meth:`VAE.sample` draws from. The flow's NLL is
+logged as ``prior_nll``.
+Shower defaults: ``docs/decisions/012-shower-vae-mixture-and-flow-prior.md``.
+
 **Training** minimizes, per row (:meth:`VAENet.train_step`),
 
 .. math::
@@ -32,7 +53,7 @@ arXiv:1606.04934): below λ nats a latent dimension's KL costs nothing, which ke
 from collapsing onto the prior before the decoder learns to use z. ``metrics.csv`` gets
 ``recon`` and ``kl`` (per row) beside ``train_loss``; the validation loss ``val_loss`` is the
 plain negative ELBO (β = 1, no warm-up, no free bits), a bound on the negative log-likelihood
-comparable across steps and models.
+comparable across steps and models (with the flow prior: see above).
 
 **Density.** :meth:`VAE.log_prob` is the importance-weighted bound (Burda et al., 2016,
 arXiv:1509.00519) with K draws from q,
@@ -89,13 +110,21 @@ from .arch import ArchConfig
 from .backbones import FIELD_ROWS, FieldCapable, check_conv_settings, vae_backbone
 from .base import Surrogate, _tensor
 from .flows import ACTIVATIONS
+from .flows.transforms import spline_flow
 from .optim import adam
 
 if TYPE_CHECKING:
     from ..training import StepContext, TrainConfig
 
-__all__ = ["MIN_LOG_SCALE", "VAE", "VAEArch", "VAENet"]
+__all__ = ["MIN_LOG_SCALE", "PRIOR_FLOW", "VAE", "VAEArch", "VAENet"]
 
+#: the coupling spline flow of ``prior="flow"`` (Durkan et al., 2019), over the L latents given c
+PRIOR_FLOW: dict[str, Any] = {
+    "transforms": 4,
+    "hidden": (128, 128),
+    "bins": 8,
+    "activation": "relu",
+}
 #: lower bound of a per-row decoder log σ (``variance="sample"``), in standardized units
 MIN_LOG_SCALE = -5.0
 _LOG_2PI = math.log(2 * math.pi)
@@ -121,6 +150,12 @@ class VAEArch(ArchConfig):
         warmup_steps: optimizer steps of the linear KL warm-up (0: none).
         free_bits: λ, nats per latent dimension below which the KL is not penalized (0: none).
         sample_noise: sampling adds the decoder noise σ·ε to the decoder mean.
+        components: K Gaussians per feature in p(y | z, c) (1: one Gaussian, ``variance``
+            decides its σ; more: a mixture whose weights, means and σ the decoder gives per
+            row, see the module notes).
+        prior: the latent distribution of sampling and :meth:`VAE.log_prob`: ``"normal"``
+            (N(0, I)) or ``"flow"`` (a spline flow p(z | c) fitted to the encoder's aggregate
+            posterior, see the module notes).
     """
 
     latent: int | None = None
@@ -133,6 +168,8 @@ class VAEArch(ArchConfig):
     warmup_steps: int = 500
     free_bits: float = 0.02
     sample_noise: bool = True
+    components: int = 1
+    prior: str = "normal"
 
     def __post_init__(self) -> None:
         if self.latent is not None and self.latent < 1:
@@ -147,16 +184,23 @@ class VAEArch(ArchConfig):
             raise UserError(f"variance must be 'feature' or 'sample', got {self.variance!r}")
         if not self.beta > 0:
             raise UserError(f"beta must be positive, got {self.beta}")
+        if self.prior not in ("normal", "flow"):
+            raise UserError(f"prior must be 'normal' or 'flow', got {self.prior!r}")
+        if self.components < 1:
+            raise UserError(f"components must be positive, got {self.components}")
         if self.warmup_steps < 0 or self.free_bits < 0:
             raise UserError("warmup_steps and free_bits must be 0 or more")
 
     @classmethod
     def for_data(cls, kind: str) -> VAEArch:
-        """Showers: 32 latent dimensions, encoder widths (512, 256), 2,000 warm-up steps;
-        fields: 64 latent dimensions and the class's conv widths (32, 64, 128), sized for
-        64×64 slices on a CPU; other data: the class defaults."""
+        """Showers: 32 latent dimensions, encoder widths (512, 256), 2,000 warm-up steps, a
+        mixture of 2 Gaussians per feature and the flow prior
+        (``docs/decisions/012-shower-vae-mixture-and-flow-prior.md``); fields: 64 latent
+        dimensions and the class's conv widths (32, 64, 128), sized for 64×64 slices on a CPU;
+        other data: the class defaults."""
         if kind == "showers":
-            return cls(latent=32, hidden=(512, 256), warmup_steps=2000)
+            return cls(latent=32, hidden=(512, 256), warmup_steps=2000, components=2,
+                       prior="flow")  # fmt: skip
         if kind == "fields":
             return cls(latent=64)
         return cls()
@@ -189,10 +233,14 @@ class VAENet(nn.Module):
         self.per_sample = arch["variance"] == "sample"
         self.beta, self.warmup = float(arch["beta"]), int(arch["warmup_steps"])
         self.free_bits, self.noise = float(arch["free_bits"]), bool(arch["sample_noise"])
+        self.components = int(arch.get("components", 1))
+        #: the flow p(z | c) of ``prior="flow"``, else None (N(0, I))
+        self.prior = (spline_flow(self.latent, context, False, PRIOR_FLOW)
+                      if arch.get("prior", "normal") == "flow" else None)  # fmt: skip
         self.encoder, self.decoder = vae_backbone(shape, context, arch, act)
         # a field's σ is per channel, repeated over its H·W pixels
         self.pixels = math.prod(shape[1:]) if len(shape) == 3 else 1
-        if not self.per_sample:
+        if not self.per_sample and self.components == 1:
             #: log σ_j of the decoder, one per feature (per channel for fields)
             self.log_scale = nn.Parameter(torch.zeros(features // self.pixels))
         #: optimizer steps taken (the KL warm-up's clock), saved with the weights
@@ -216,6 +264,38 @@ class VAENet(nn.Module):
             log_scale = log_scale.repeat_interleave(self.pixels)
         return h, log_scale.to(z.dtype).expand_as(h)
 
+    def mixture(self, z: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Log-weights, means and log σ of the K Gaussians of p(y | z, c) per feature, each
+        (N, K, features); ``components > 1`` only."""
+        h = self.decoder(z, c).to(z.dtype).unflatten(-1, (3, self.components, -1))
+        logits, mean, raw = h.unbind(1)
+        return logits.log_softmax(1), mean, MIN_LOG_SCALE + softplus(raw - MIN_LOG_SCALE)
+
+    def log_likelihood(self, y: Tensor, z: Tensor, c: Tensor) -> Tensor:
+        """log p(y | z, c) per row, (N,)."""
+        if self.components == 1:
+            return self._log_normal(y, *self.decode(z, c)).sum(-1)
+        logw, mean, log_scale = self.mixture(z, c)
+        lp = self._log_normal(y.unsqueeze(1), mean, log_scale)
+        return torch.logsumexp(logw + lp, dim=1).sum(-1)
+
+    def draw(self, z: Tensor, c: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """y ~ p(y | z, c), one row per row of z (its mean for ``sample_noise=False``); the
+        noise (and the mixture component per feature) drawn on the CPU from ``generator``."""
+        if self.components == 1:
+            mean, log_scale = self.decode(z, c)
+        else:
+            logw, means, log_scales = self.mixture(z, c)
+            if not self.noise:
+                return (logw.exp() * means).sum(1)
+            u = torch.rand(logw.shape, generator=generator, dtype=z.dtype).to(z.device)
+            k = (logw - (-u.clamp_min(1e-30).log()).log()).argmax(1, keepdim=True)  # Gumbel-max
+            mean, log_scale = means.gather(1, k)[:, 0], log_scales.gather(1, k)[:, 0]
+        if not self.noise:
+            return mean
+        eps = torch.randn(mean.shape, generator=generator, dtype=z.dtype).to(z.device)
+        return mean + torch.exp(log_scale) * eps
+
     @staticmethod
     def _log_normal(y: Tensor, mean: Tensor, log_scale: Tensor) -> Tensor:
         return -0.5 * ((y - mean) * torch.exp(-log_scale)) ** 2 - log_scale - 0.5 * _LOG_2PI
@@ -228,15 +308,32 @@ class VAENet(nn.Module):
     def terms(
         self, y: Tensor, c: Tensor, generator: torch.Generator | None
     ) -> tuple[Tensor, Tensor]:
-        """The reconstruction NLL per row (N,) and the KL per row and latent dimension (N, L),
-        with one reparameterized draw of z from ``generator``."""
+        """The reconstruction NLL per row (N,) and the KL to N(0, I) per row and latent
+        dimension (N, L), with one reparameterized draw of z from ``generator``."""
+        recon, kl, _, _ = self._terms(y, c, generator)
+        return recon, kl
+
+    def _terms(
+        self, y: Tensor, c: Tensor, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """:meth:`terms`, the draw z (N, L) and its log q(z | y, c) (N,)."""
         m, logvar = self.encode(y, c)
         eps = torch.randn(m.shape, generator=generator, dtype=m.dtype).to(m.device)
         z = m + torch.exp(0.5 * logvar) * eps
-        mean, log_scale = self.decode(z, c)
-        recon = -self._log_normal(y, mean, log_scale).sum(dim=-1)
+        recon = -self.log_likelihood(y, z, c)
         kl = 0.5 * (m**2 + torch.exp(logvar) - 1 - logvar)
-        return recon, kl
+        log_q = (-0.5 * eps**2 - 0.5 * logvar - 0.5 * _LOG_2PI).sum(-1)
+        return recon, kl, z, log_q
+
+    def log_prior(self, z: Tensor, c: Tensor) -> Tensor:
+        """log p(z | c) per row of z (N, L): the flow's, or N(0, I)'s."""
+        if self.prior is None:
+            return (-0.5 * z**2 - 0.5 * _LOG_2PI).sum(-1)
+        return self.prior(c).log_prob(z)
+
+    def _prior_nll(self, z: Tensor, c: Tensor) -> Tensor:
+        """The flow prior's mean NLL of the encoder's draws z; no gradient reaches the encoder."""
+        return -self.log_prior(z.detach(), c).mean()
 
     def kl_weight(self) -> float:
         """β times the warm-up factor :math:`\\min(1, t / T)` at the current step t."""
@@ -246,9 +343,14 @@ class VAENet(nn.Module):
 
     # ------------------------------------------------------------------ training protocol
     def loss(self, batch: Sequence[Tensor], *, generator: torch.Generator | None = None) -> Tensor:
-        """The mean negative ELBO of a ``(theta, x)`` batch (β = 1, no warm-up, no free bits)."""
-        recon, kl = self.terms(*self._features(batch, generator), generator)
-        return (recon + kl.sum(dim=-1)).mean()
+        """The mean negative ELBO of a ``(theta, x)`` batch (β = 1, no warm-up, no free bits),
+        with the model's prior (for the flow prior the KL is the one-draw estimate
+        log q(z | y, c) - log p(z | c))."""
+        y, c = self._features(batch, generator)
+        recon, kl, z, log_q = self._terms(y, c, generator)
+        if self.prior is None:
+            return (recon + kl.sum(dim=-1)).mean()
+        return (recon + log_q - self.log_prior(z, c)).mean()
 
     def configure_optimizers(self, config: TrainConfig) -> list[torch.optim.Optimizer]:
         return [adam(self.parameters(), config)]
@@ -259,22 +361,33 @@ class VAENet(nn.Module):
         (opt,) = ctx.optimizers
         w = self.kl_weight()
         with ctx.autocast():
-            recon, kl = self.terms(*self._features(batch, ctx.generator), ctx.generator)
+            y, c = self._features(batch, ctx.generator)
+            recon, kl, z, _ = self._terms(y, c, ctx.generator)
             kl_dims = kl.mean(dim=0)
             penalized = kl_dims.clamp_min(self.free_bits) if self.free_bits > 0 else kl_dims
             loss = recon.mean() + w * penalized.sum()
+        logs = {"train_loss": loss.detach(), "recon": recon.detach().mean(),
+                "kl": kl_dims.detach().sum(), "kl_weight": w}  # fmt: skip
+        if self.prior is not None:  # outside autocast: the flow in the model's precision
+            prior_nll = self._prior_nll(z, c)
+            loss = loss + prior_nll
+            logs["prior_nll"] = prior_nll.detach()
         if ctx.backward(loss, opt):
             ctx.step(opt)
         self.steps += 1
-        ctx.log_dict({"train_loss": loss.detach(), "recon": recon.detach().mean(),
-                      "kl": kl_dims.detach().sum(), "kl_weight": w})  # fmt: skip
+        ctx.log_dict(logs)
 
     def validation_metrics(
         self, batch: Sequence[Tensor], *, generator: torch.Generator | None = None
     ) -> dict[str, Tensor]:
-        """``recon`` and ``kl`` per row on a validation batch (``val_recon``, ``val_kl``)."""
-        recon, kl = self.terms(*self._features(batch, generator), generator)
-        return {"recon": recon.mean(), "kl": kl.sum(dim=-1).mean()}
+        """``recon`` and ``kl`` (to N(0, I)) per row on a validation batch (``val_recon``,
+        ``val_kl``; and ``val_prior_nll`` for the flow prior)."""
+        y, c = self._features(batch, generator)
+        recon, kl, z, _ = self._terms(y, c, generator)
+        out = {"recon": recon.mean(), "kl": kl.sum(dim=-1).mean()}
+        if self.prior is not None:
+            out["prior_nll"] = self._prior_nll(z, c)
+        return out
 
     # ------------------------------------------------------------------ density and sampling
     def log_prob_features(
@@ -287,20 +400,18 @@ class VAENet(nn.Module):
         eps = torch.randn((k, *m.shape), generator=generator, dtype=m.dtype).to(m.device)
         z = m + std * eps  # (k, N, L)
         log_q = (-0.5 * eps**2 - torch.log(std) - 0.5 * _LOG_2PI).sum(-1)
-        log_prior = (-0.5 * z**2 - 0.5 * _LOG_2PI).sum(-1)
         n = len(y)
-        mean, log_scale = self.decode(z.reshape(k * n, -1), c.repeat(k, 1))
-        log_lik = self._log_normal(y.repeat(k, 1), mean, log_scale).sum(-1).reshape(k, n)
+        log_prior = self.log_prior(z.reshape(k * n, -1), c.repeat(k, 1)).reshape(k, n)
+        log_lik = self.log_likelihood(y.repeat(k, 1), z.reshape(k * n, -1), c.repeat(k, 1))
+        log_lik = log_lik.reshape(k, n)
         return torch.logsumexp(log_lik + log_prior - log_q, dim=0) - math.log(k)
 
     def sample_features(self, c: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """One feature vector per row of c: z and the decoder noise drawn on the CPU."""
         z = torch.randn(len(c), self.latent, generator=generator, dtype=c.dtype).to(c.device)
-        mean, log_scale = self.decode(z, c)
-        if not self.noise:
-            return mean
-        eps = torch.randn(mean.shape, generator=generator, dtype=c.dtype).to(c.device)
-        return mean + torch.exp(log_scale) * eps
+        if self.prior is not None:
+            z = self.prior(c).transform.inv(z)
+        return self.draw(z, c, generator)
 
 
 class VAE(FieldCapable, Surrogate):
@@ -321,6 +432,12 @@ class VAE(FieldCapable, Surrogate):
         if a["latent"] is None:
             a["latent"] = max(2, min(int(self.pre.features), 32))
         return a
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> VAE:
+        # configs saved before these settings existed had one Gaussian and N(0, I)
+        arch = {"components": 1, "prior": "normal", **config["arch"]}
+        return super().from_config({**config, "arch": arch})
 
     def _build(self) -> nn.Module:
         return VAENet(self.pre.features, self.pre.context, self.arch, self.pre.shape)
