@@ -264,11 +264,14 @@ class VAENet(nn.Module):
             log_scale = log_scale.repeat_interleave(self.pixels)
         return h, log_scale.to(z.dtype).expand_as(h)
 
+    def _mixture_raw(self, z: Tensor, c: Tensor) -> tuple[Tensor, ...]:
+        h = self.decoder(z, c).to(z.dtype).unflatten(-1, (3, self.components, -1))
+        return h.unbind(1)  # logits, means, raw log σ: (N, K, features) each
+
     def mixture(self, z: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Log-weights, means and log σ of the K Gaussians of p(y | z, c) per feature, each
         (N, K, features); ``components > 1`` only."""
-        h = self.decoder(z, c).to(z.dtype).unflatten(-1, (3, self.components, -1))
-        logits, mean, raw = h.unbind(1)
+        logits, mean, raw = self._mixture_raw(z, c)
         return logits.log_softmax(1), mean, MIN_LOG_SCALE + softplus(raw - MIN_LOG_SCALE)
 
     def log_likelihood(self, y: Tensor, z: Tensor, c: Tensor) -> Tensor:
@@ -285,12 +288,15 @@ class VAENet(nn.Module):
         if self.components == 1:
             mean, log_scale = self.decode(z, c)
         else:
-            logw, means, log_scales = self.mixture(z, c)
+            logits, means, raw = self._mixture_raw(z, c)
+            w = logits.softmax(1)
             if not self.noise:
-                return (logw.exp() * means).sum(1)
-            u = torch.rand(logw.shape, generator=generator, dtype=z.dtype).to(z.device)
-            k = (logw - (-u.clamp_min(1e-30).log()).log()).argmax(1, keepdim=True)  # Gumbel-max
-            mean, log_scale = means.gather(1, k)[:, 0], log_scales.gather(1, k)[:, 0]
+                return (w * means).sum(1)
+            # the component by inverse CDF: one uniform per feature; σ only for the chosen one
+            u = torch.rand(means[:, 0].shape, generator=generator, dtype=z.dtype).to(z.device)
+            k = (u.unsqueeze(1) > w[:, :-1].cumsum(1)).sum(1, keepdim=True)
+            mean = means.gather(1, k)[:, 0]
+            log_scale = MIN_LOG_SCALE + softplus(raw.gather(1, k)[:, 0] - MIN_LOG_SCALE)
         if not self.noise:
             return mean
         eps = torch.randn(mean.shape, generator=generator, dtype=z.dtype).to(z.device)
