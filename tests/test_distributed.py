@@ -214,7 +214,8 @@ def test_only_rank_0_writes(ddp):
     for mode in ("all", "resume"):
         assert json.loads((ddp / f"{mode}-rank1.json").read_text())["writes"] == []
     files = sorted(p.name for p in (ddp / "runs" / "flow").iterdir())
-    assert files == ["metrics.csv", "trainer.ckpt"]
+    # rank 0's TensorBoard folder appears where tensorboard is installed
+    assert [f for f in files if f != "tensorboard"] == ["metrics.csv", "trainer.ckpt"]
 
 
 # ---------------------------------------------------------------- sharding, in one process
