@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import header, provenance, results_dir
-from shower_zero_band import simulate
+from shower_zero_band import demo_showers
 
 import simulators
 from simulators.calorimeter.features import high_level_features
@@ -55,14 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     prov = provenance(argv=None if argv is None else [__file__, *argv], modules=("torch", "zuko"))
     print(header(prov))
     sim = simulators.get(DEFAULT["simulator"], **DEFAULT["config"])
-    args.data.mkdir(parents=True, exist_ok=True)
-    train = simulate(sim, DEFAULT["n_train"], args.data / "train.h5", args.seed)
-    test = simulate(sim, DEFAULT["n_test"], args.data / "test.h5", args.seed + 1)
-    with simulators.open_dataset(test) as ds:
-        theta, x_r = ds.theta[...].astype(np.float64), ds.x[...].astype(np.float64)
-    f_r = high_level_features(x_r, theta, sim.geometry)
-    hl_r, _ = _high_level_matrix(f_r, theta)
-    low_r = M.low_level_inputs(x_r, theta)
+    train, ref = demo_showers(sim, args.data, args.seed)
+    theta, x_r, f_r, hl_r, low_r = ref.theta, ref.x, ref.features, ref.high_level, ref.low_level
 
     def scores(x_c: np.ndarray) -> dict:
         f_c = high_level_features(x_c, theta, sim.geometry)

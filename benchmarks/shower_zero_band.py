@@ -21,6 +21,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,30 @@ def simulate(sim, n: int, path: Path, seed: int) -> Path:
     if not path.exists():
         simulators.generate(sim, n, path, seed=seed, progress=None)
     return path
+
+
+@dataclass
+class HeldOut:
+    """The demo's held-out showers and their reference features for the classifiers."""
+
+    theta: np.ndarray
+    x: np.ndarray
+    features: dict
+    high_level: np.ndarray
+    low_level: np.ndarray
+
+
+def demo_showers(sim, folder: Path, seed: int) -> tuple[Path, HeldOut]:
+    """The demo's training file and held-out showers (``surrogates demo``'s sizes), simulated
+    into ``folder`` once."""
+    folder.mkdir(parents=True, exist_ok=True)
+    train = simulate(sim, DEFAULT["n_train"], folder / "train.h5", seed)
+    test = simulate(sim, DEFAULT["n_test"], folder / "test.h5", seed + 1)
+    with simulators.open_dataset(test) as ds:
+        theta, x = ds.theta[...].astype(np.float64), ds.x[...].astype(np.float64)
+    features = high_level_features(x, theta, sim.geometry)
+    high_level, _ = _high_level_matrix(features, theta)
+    return train, HeldOut(theta, x, features, high_level, M.low_level_inputs(x, theta))
 
 
 def layer_table(x_r, x_c, e_inc, sizes, threshold) -> list[dict]:
@@ -79,15 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     print(header(prov))
     sim = simulators.get(DEFAULT["simulator"], **DEFAULT["config"])
     sizes, threshold = layer_sizes_of(sim), sim.config["threshold_mev"]
-    args.data.mkdir(parents=True, exist_ok=True)
-    train = simulate(sim, DEFAULT["n_train"], args.data / "train.h5", args.seed)
-    test = simulate(sim, DEFAULT["n_test"], args.data / "test.h5", args.seed + 1)
-    with simulators.open_dataset(test) as ds:
-        theta, x_r = ds.theta[...].astype(np.float64), ds.x[...].astype(np.float64)
+    train, ref = demo_showers(sim, args.data, args.seed)
+    theta, x_r, f_r, hl_r, low_r = ref.theta, ref.x, ref.features, ref.high_level, ref.low_level
     e_inc = theta[:, 0]
-    f_r = high_level_features(x_r, theta, sim.geometry)
-    hl_r, _ = _high_level_matrix(f_r, theta)
-    low_r = M.low_level_inputs(x_r, theta)
 
     def auc(a: np.ndarray, b: np.ndarray) -> float:
         return M.classifier_auc(a, b, seed=args.seed).to_dict()["auc"]
