@@ -39,6 +39,8 @@ Usage:
         --n-obs 2                                       # the SBI benchmark's protocol as well
     python benchmarks/npe_vs_sbi.py --protocols ours sbibm --budgets 10000 --n-obs 5 \\
         --sbibm-obs 2                                   # one training, both protocols
+    python benchmarks/npe_vs_sbi.py --protocols ours sbibm --budgets 10000 --n-obs 5 \\
+        --sbibm-obs 2 --gather                          # the units scored so far, no training
     python benchmarks/npe_vs_sbi.py --quick             # two moons + Gaussian linear, 10^3, 2 obs
     python benchmarks/npe_vs_sbi.py --methods ours --npe ema=null   # an option of ours
     python benchmarks/npe_vs_sbi.py --tables-from benchmarks/results/npe_vs_sbi/npe_vs_sbi.json
@@ -302,6 +304,32 @@ def unit_key(task: str, sims: int, method: str, seed: int, protocols: list[str],
     return f"{task}_{sims}_{method}_{seed}_{'+'.join(protocols)}_obs{obs}_{digest}"
 
 
+def write_results(
+    args: argparse.Namespace, prov: dict[str, str], out: Path, keys: list[tuple[Any, ...]]
+) -> None:
+    """The tables and the result file of the scored units ``keys`` (task, budget, method,
+    seed, path)."""
+    rows: list[dict[str, Any]] = []
+    for protocol in args.protocols:
+        for task in args.tasks:
+            for budget in args.budgets:
+                for method in args.methods:
+                    done = [(s, json.loads(path.read_text())) for t, b, m, s, path in keys
+                            if (t, b, m) == (task, budget, method)]  # fmt: skip
+                    rows.append({
+                        "protocol": protocol, "task": task, "sims": budget, "method": method,
+                        "seeds": [s for s, _ in done],
+                        "seed_c2st": [float(np.mean(u["scores"][protocol])) for _, u in done],
+                        "scores": [u["scores"][protocol] for _, u in done],
+                        "train_s": [u["train_s"] for _, u in done],
+                    })  # fmt: skip
+    print_tables(rows)
+    meta = {"provenance": prov, "npe_options": args.npe, "n_obs": args.n_obs,
+            "sbibm_obs": args.sbibm_obs or args.n_obs, "rows": rows}  # fmt: skip
+    out.write_text(json.dumps(meta, indent=1))
+    print(f"wrote {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
@@ -324,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="time each method's fits alone, no scoring")  # fmt: skip
     p.add_argument("--tables-from", type=Path, metavar="JSON",
                    help="print the tables of an earlier run's results file and exit")  # fmt: skip
+    p.add_argument("--gather", action="store_true",
+                   help="train nothing: tables and result file from the units already scored "
+                        "(a partial run; each cell lists its seeds)")  # fmt: skip
     args = p.parse_args(argv)
     try:
         args.npe = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.npe)}
@@ -377,6 +408,13 @@ def main(argv: list[str] | None = None) -> int:
     out = results_dir("npe_vs_sbi") / f"{name}.json"
     units = results_dir("npe_vs_sbi") / "units"
     units.mkdir(exist_ok=True)
+    if args.gather:
+        opts = (args.protocols, args.n_obs, args.npe, args.sbibm_obs)
+        keys = [(t, b, m, s, units / f"{unit_key(t, b, m, s, *opts)}.json")
+                for t in args.tasks for b in args.budgets for s in args.seeds
+                for m in args.methods]  # fmt: skip
+        write_results(args, prov, out, [k for k in keys if k[4].exists()])
+        return 0
     # one untimed fit per method first: lazy imports (e.g. torch._dynamo, ~1 s) fall outside
     # the timed fits, whichever method runs first
     theta, x = simulations(args.tasks[0], 200, 0)
@@ -441,26 +479,8 @@ def main(argv: list[str] | None = None) -> int:
                         pending.append((path, unit, futures))
                         flush(wait=False)
         flush(wait=True)
-    rows: list[dict[str, Any]] = []
-    for protocol in args.protocols:
-        for task in args.tasks:
-            for budget in args.budgets:
-                for method in args.methods:
-                    done = [(s, json.loads(path.read_text())) for t, b, m, s, path in keys
-                            if (t, b, m) == (task, budget, method)]  # fmt: skip
-                    rows.append({
-                        "protocol": protocol, "task": task, "sims": budget, "method": method,
-                        "seeds": [s for s, _ in done],
-                        "seed_c2st": [float(np.mean(u["scores"][protocol])) for _, u in done],
-                        "scores": [u["scores"][protocol] for _, u in done],
-                        "train_s": [u["train_s"] for _, u in done],
-                    })  # fmt: skip
-    print_tables(rows)
     print(f"\ntotal {time.perf_counter() - t_start:.0f} s")
-    meta = {"provenance": prov, "npe_options": args.npe, "n_obs": args.n_obs,
-            "sbibm_obs": args.sbibm_obs or args.n_obs, "rows": rows}  # fmt: skip
-    out.write_text(json.dumps(meta, indent=1))
-    print(f"wrote {out}")
+    write_results(args, prov, out, keys)
     return 0
 
 
