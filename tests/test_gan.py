@@ -240,3 +240,47 @@ def test_showers_log_the_energy_term_and_respect_the_preprocessing(tmp_path):
     assert (x.sum(1) <= model.pre.energy_scale * e[:, 0] * (1 + 1e-5)).all()
     with pytest.raises(simulators.UserError, match="energy_weight"):
         GAN.for_dataset(ring(100, 0), energy_weight=1.0, device="cpu")
+
+
+def test_feature_noise_draws_each_feature_around_the_generator_output():
+    """With ``feature_noise`` one latent gives features with mean μ(z, c), standard deviation
+    softplus(s(z, c)) and no correlation between features; without it, one point."""
+    theta, x = ring(500, 0)
+    for noise in (True, False):
+        model = GAN.for_dataset((theta, x), hidden=[8, 8], latent=3, feature_noise=noise,
+                                device="cpu")  # fmt: skip
+        net, n = model.net.double(), 40_000
+        c = torch.full((n, 1), 0.3, dtype=F64)
+        z = net.draw_latent(n, c, torch.Generator().manual_seed(0))
+        assert z.shape == (n, 3 + (2 if noise else 0))
+        z[:, :3] = z[0, :3]  # one latent, n draws of the noise
+        with torch.no_grad():
+            y = net.generate(z, c)
+            out = net.generator(z[:1, :3], c[:1])[0]
+        if not noise:
+            assert torch.equal(y, y[:1].expand_as(y))
+            continue
+        mean, sd = out[:2], torch.nn.functional.softplus(out[2:])
+        assert torch.allclose(y.mean(0), mean, atol=4 * sd.max().item() / n**0.5)
+        assert torch.allclose(y.std(0), sd, rtol=0.02)
+        assert abs(torch.corrcoef(y.T)[0, 1]) < 4 / n**0.5
+
+
+def test_floor_bounds_generated_voxels_by_an_empty_ones(tmp_path):
+    calo = simulators.get("calorimeter", particle="photon", e_max_mev=4096.0)
+    simulators.generate(calo, 300, tmp_path / "s.h5", seed=0, chunk_size=100)
+    model = GAN.for_dataset(tmp_path / "s.h5", hidden=[16, 16], latent=4, floor=True,
+                            device="cpu")  # fmt: skip
+    assert model.pre.zero_band == 0.0  # real empty voxels sit exactly on the floor
+    floor, L = model.pre.empty_value().float(), model.pre.n_layers
+    c = torch.linspace(-1, 1, 500)[:, None]
+    with torch.no_grad():
+        model.net.generator[-1].bias[L:] -= 2.0  # push half the voxels below it
+        y = model.net.generate(model.net.draw_latent(500, c, torch.Generator().manual_seed(0)), c)
+    assert (y >= floor).all()
+    assert (y[:, L:] == floor[L:]).float().mean() > 0.3 and (y[:, L:] > floor[L:]).any()
+    model.save(tmp_path / "run")
+    loaded = GAN.load(tmp_path / "run")
+    assert loaded.pre.zero_band == 0.0 and torch.equal(loaded.net.floor, model.net.floor)
+    with pytest.raises(simulators.UserError, match="floor"):
+        GAN.for_dataset(ring(100, 0), floor=True, device="cpu")

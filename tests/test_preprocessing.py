@@ -170,9 +170,25 @@ def test_shower_zero_band_places_zeros_below_it_and_round_trips():
     assert from_dict(state).zero_band == 0.1
     del state["zero_band"]  # saved before the setting existed: the band it was trained with
     assert from_dict(state).zero_band == 0.999
-    for bad in (0.0, 1.0, -0.5):
+    for bad in (1.0, -0.5):
         with pytest.raises(ValueError, match="zero_band"):
             ShowerPreprocessing(PHOTON_LAYERS, zero_band=bad)
+
+
+def test_shower_zero_band_0_keeps_zeros_exact_even_in_empty_layers():
+    x, e = synthetic_showers(200)
+    first = slice(0, PHOTON_LAYERS[0])
+    x[:50, first] = 0.0  # empty first layer: no energy to take fractions of
+    pre = ShowerPreprocessing(PHOTON_LAYERS, zero_band=0.0).fit(x, e)
+    y, _ = pre.forward(x, e)
+    assert torch.isfinite(y).all()
+    empty = pre.empty_value()
+    L = len(PHOTON_LAYERS)
+    assert torch.isinf(empty[:L]).all() and torch.isfinite(empty[L:]).all()
+    # every empty voxel is exactly at its feature's floor, every hit above it
+    at_floor = y[:, L:] == empty[L:]
+    assert torch.equal(at_floor, x == 0) and (y[:, L:] >= empty[L:]).all()
+    assert torch.allclose(pre.inverse(y, e), x, rtol=1e-9, atol=1e-12)
 
 
 def test_shower_layer_features_are_standardized_per_energy():

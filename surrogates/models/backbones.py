@@ -344,7 +344,8 @@ def vae_backbone(
 def gan_backbone(
     shape: Sequence[int], context: int, arch: dict[str, Any], activation: type[nn.Module]
 ) -> tuple[nn.Module, nn.Module]:
-    """The GAN's (generator, critic): ``generator(z, c)`` -> (N, F), ``critic(y, c)`` -> (N,);
+    """The GAN's (generator, critic): ``generator(z, c)`` -> (N, F) ((N, 2F), mean and
+    raw scale, with ``feature_noise``), ``critic(y, c)`` -> (N,);
     convolutional for a field shape (C, H, W).
 
     Args:
@@ -362,6 +363,7 @@ def gan_backbone(
                              pool=bool(arch["critic_pool"]))  # fmt: skip
         return gen, critic
     features = math.prod(shape)
-    gen = Joint(*mlp(latent + context, tuple(arch["hidden"]), features, activation=activation))
+    outs = 2 * features if arch.get("feature_noise") else features
+    gen = Joint(*mlp(latent + context, tuple(arch["hidden"]), outs, activation=activation))
     critic = Critic(features, context, arch["critic_hidden"], activation, group, out_bias)
     return gen, critic

@@ -58,6 +58,25 @@ validations. :attr:`GAN.TRAIN_DEFAULTS` monitor it (``monitor="val_energy_distan
 best-scoring weights and do not stop early (``patience=None``): the statistic is noisy and a GAN's
 quality is not monotone in training time.
 
+**Noise per feature.** A generator maps L latent dimensions to F features, so its samples lie
+on an L-dimensional surface. Data with independent noise in every feature (the energy of each
+voxel fluctuates on its own, and the shower preprocessing dequantizes every empty voxel) fill
+all F dimensions, and a critic tells the two apart however long the generator trains. With
+``feature_noise`` the generator's last layer gives a mean μ(z, c) and a raw scale s(z, c) per
+feature, and a feature is :math:`\mu + \mathrm{softplus}(s)\,\varepsilon` with its own
+:math:`\varepsilon \sim \mathcal{N}(0, 1)`: the noise inputs of StyleGAN (Karras et al., 2019,
+arXiv:1812.04948) placed at the output of an MLP. The latent z then carries what features share.
+
+**Empty voxels.** A shower voxel below the readout threshold is empty, and in a given shower
+many are. With ``floor`` (showers) the preprocessing keeps empty voxels exact (``zero_band=0``:
+a GAN needs no density, so nothing is dequantized), which puts each at the smallest value its
+feature can take (:meth:`~surrogates.preprocessing.ShowerPreprocessing.empty_value`), and the
+generator's voxel features are bounded below by that value: :math:`\max(y, y_\text{empty})`,
+the rectified output with which CaloGAN produces exact zeros (Paganini et al., 2018). With the
+noise per feature a voxel is then empty with probability
+:math:`\Phi((y_\text{empty} - \mu) / \sigma)`, drawn independently for each voxel given z.
+Both are the shower defaults (``docs/decisions/013-shower-gan-noise-and-floor.md``).
+
 **Averaging and truncation.** ``ema_modules()`` is the generator only, so the trainer's moving
 average (``TrainConfig.ema``, 0.999 by default here, per critic step) averages the generator's
 weights (Yazıcı et al., 2019, arXiv:1806.04498) and leaves the critic live. Sampling may draw
@@ -139,6 +158,10 @@ class GANArch(ArchConfig):
         energy_weight: weight of the response term for showers (must be 0 for other data).
         betas: Adam's (β1, β2) for both networks.
         truncation: default latent truncation bound t of :meth:`GAN.sample` (None: none).
+        feature_noise: the generator draws every feature with its own Gaussian noise around its
+            output (see the module notes). Vectors and showers.
+        floor: the generated voxel features are bounded below by an empty voxel's (see the
+            module notes). Showers only.
     """
 
     loss: str = "wgan"
@@ -155,6 +178,8 @@ class GANArch(ArchConfig):
     energy_weight: float = 0.0
     betas: tuple[float, ...] = (0.5, 0.9)
     truncation: float | None = None
+    feature_noise: bool = False
+    floor: bool = False
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -185,10 +210,12 @@ class GANArch(ArchConfig):
     @classmethod
     def for_data(cls, kind: str) -> GANArch:
         """Showers: 64 latent dimensions, widths (512, 512, 512), the response term with
-        weight 1; fields: 128 latent dimensions and the class's conv widths (32, 64, 128),
+        weight 1, noise per feature and the floor (``docs/decisions/013-shower-gan-noise-and-
+        floor.md``); fields: 128 latent dimensions and the class's conv widths (32, 64, 128),
         sized for 64×64 slices on a CPU; other data: the class defaults."""
         if kind == "showers":
-            return cls(latent=64, hidden=(512, 512, 512), energy_weight=1.0)
+            return cls(latent=64, hidden=(512, 512, 512), energy_weight=1.0, feature_noise=True,
+                       floor=True)  # fmt: skip
         if kind == "fields":
             return cls(latent=128)
         return cls()
@@ -205,6 +232,7 @@ class GANNet(nn.Module):
         arch: the completed settings of :class:`GANArch`.
         shape: the preprocessing's feature shape: (features,) (default) for MLPs, (C, H, W)
             for the convolutional backbone (:func:`~surrogates.models.backbones.gan_backbone`).
+        floor: per feature, the smallest value the generator may give (None: none).
     """
 
     def __init__(
@@ -213,6 +241,7 @@ class GANNet(nn.Module):
         context: int,
         arch: dict[str, Any],
         shape: Sequence[int] | None = None,
+        floor: Tensor | None = None,
     ):
         super().__init__()
         act = ACTIVATIONS[arch["activation"]]
@@ -222,20 +251,32 @@ class GANNet(nn.Module):
         self.betas = (float(arch["betas"][0]), float(arch["betas"][1]))
         #: latent truncation bound used by :meth:`sample_features` (None: none)
         self.truncation: float | None = arch["truncation"]
+        self.feature_noise = bool(arch.get("feature_noise", False))
         self.generator, self.critic = gan_backbone(shape or (features,), context, arch, act)
         #: critic updates taken (the generator's schedule), saved with the weights
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+        #: the floor of the generated features (recomputed from the preprocessing, not saved)
+        self.register_buffer("floor", None if floor is None else floor.float(), persistent=False)
         self.pre: Any = None  # the GAN's preprocessor, used by the training step
 
     def generate(self, z: Tensor, c: Tensor) -> Tensor:
-        """G(z, c): features (N, features) in z's dtype."""
-        return self.generator(z, c).to(z.dtype)
+        r"""G(z, c): features (N, features) in z's dtype; with ``feature_noise`` the last
+        ``features`` columns of z are the noise ε of :math:`\mu + \mathrm{softplus}(s) \odot
+        \varepsilon`."""
+        if not self.feature_noise:
+            y = self.generator(z, c).to(z.dtype)
+        else:
+            z, eps = z[:, : self.latent], z[:, self.latent :]
+            mean, raw = self.generator(z, c).to(eps.dtype).chunk(2, dim=-1)
+            y = mean + softplus(raw) * eps
+        return y if self.floor is None else torch.maximum(y, self.floor.to(y.dtype))
 
     def draw_latent(
         self, n: int, c: Tensor, generator: torch.Generator | None, truncation: float | None = None
     ) -> Tensor:
-        """n standard-normal latents (truncated to ±``truncation``), drawn on the CPU."""
-        shape = (n, self.latent)
+        """n standard-normal latents (truncated to ±``truncation``), drawn on the CPU; with
+        ``feature_noise`` each row also holds the noise of every feature."""
+        shape = (n, self.latent + (self.features if self.feature_noise else 0))
         if truncation is None or math.isinf(truncation):
             z = torch.randn(shape, generator=generator, dtype=c.dtype)
         else:
@@ -356,12 +397,27 @@ class GAN(FieldCapable, Surrogate):
         if a["critic_hidden"] is None and self.data_kind != "fields":
             h = a["hidden"]
             a["critic_hidden"] = list(h) if len(h) >= 2 else [h[0], h[0]]
+        if a["floor"] and self.data_kind != "showers":
+            raise UserError("floor applies to calorimeter showers only")
+        if a["feature_noise"] and self.data_kind == "fields":
+            raise UserError("feature_noise applies to vectors and showers only")
         if a["energy_weight"] > 0 and self.data_kind != "showers":
             raise UserError("energy_weight applies to calorimeter showers only; set it to 0")
         return a
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> GAN:
+        # configs saved before these settings existed had neither
+        arch = {"feature_noise": False, "floor": False, **config["arch"]}
+        return super().from_config({**config, "arch": arch})
+
     def _build(self) -> nn.Module:
-        return GANNet(self.pre.features, self.pre.context, self.arch, self.pre.shape)
+        floor = None
+        if self.arch.get("floor"):
+            # real empty voxels exactly at the floor: no dequantization (a GAN has no density)
+            self.pre.zero_band = 0.0
+            floor = self.pre.empty_value()
+        return GANNet(self.pre.features, self.pre.context, self.arch, self.pre.shape, floor)
 
     @torch.no_grad()
     def sample(

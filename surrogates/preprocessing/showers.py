@@ -85,7 +85,9 @@ class ShowerPreprocessing(Preprocessor):
         eps: ε of the logit.
         energy_scale: s in :math:`u_0 = \sum_k E_k / (s E)`; ``None`` fits it as 1.5 times the
             largest deposited fraction seen in training, so :math:`u_0 < 1` leaves headroom.
-        zero_band: zeros are dequantized to ``zero_band`` · δ · U(0, 1) (:data:`ZERO_BAND`).
+        zero_band: zeros are dequantized to ``zero_band`` · δ · U(0, 1) (:data:`ZERO_BAND`);
+            0 keeps them exact (a model without a density, the GAN), so an empty voxel's
+            feature is :meth:`empty_value`.
 
     Features: ``[u_0, ..., u_{L-1}, v_{0,0}, ..., v_{L-1,n-1}]``; :attr:`split` = L, so a
     two-stage model learns the layer energies first and the voxels given them.
@@ -106,8 +108,8 @@ class ShowerPreprocessing(Preprocessor):
         if not self.layer_sizes or min(self.layer_sizes) < 1:
             raise ValueError("layer_sizes must be a non-empty list of positive voxel counts")
         self.threshold, self.eps, self.energy_scale = threshold, float(eps), energy_scale
-        if not 0 < zero_band <= 0.999:
-            raise ValueError(f"zero_band must be in (0, 0.999], got {zero_band}")
+        if not 0 <= zero_band <= 0.999:
+            raise ValueError(f"zero_band must be in [0, 0.999], got {zero_band}")
         self.zero_band = float(zero_band)
         self.n_layers, self.n_voxels = len(self.layer_sizes), sum(self.layer_sizes)
         self.features, self.context, self.split = self.n_layers + self.n_voxels, 1, self.n_layers
@@ -136,8 +138,10 @@ class ShowerPreprocessing(Preprocessor):
         # E_k / sum_{j >= k} E_j: reverse cumulative sums
         tail = torch.flip(torch.cumsum(torch.flip(e_layer, [1]), 1), [1])
         u0 = tail[:, :1] / (self.energy_scale * theta[:, :1])
-        u = e_layer[:, :-1] / tail[:, :-1]
-        v = x / e_layer[:, self._layer_of.to(x.device)]
+        # empty layers exist only without dequantization (zero_band=0): fractions of nothing are 0
+        u = e_layer[:, :-1] / torch.where(tail[:, :-1] > 0, tail[:, :-1], 1.0)
+        e_voxel = e_layer[:, self._layer_of.to(x.device)]
+        v = x / torch.where(e_voxel > 0, e_voxel, 1.0)
         return torch.cat([u0, u, v], dim=1)
 
     def fit(self, x, theta, *, generator=None):
@@ -232,6 +236,14 @@ class ShowerPreprocessing(Preprocessor):
         v = torch.where(norm > 0, v / norm.clamp_min(1e-300), 1.0 / _as(self._sizes(), v)[idx])
         x = v * e_layer[:, idx]
         return torch.where(x >= 0.9995 * self.threshold, x, torch.zeros_like(x))
+
+    def empty_value(self) -> Tensor:
+        """Per feature, shape (features,): an empty voxel's feature without dequantization
+        (the standardized logit(ε), the smallest a voxel feature can be), and -inf for the
+        layer features."""
+        lo = _logit(torch.zeros((), dtype=torch.float64), self.eps)[0]
+        head = torch.full((self.n_layers,), -torch.inf, dtype=torch.float64)
+        return torch.cat([head, ((lo - self.mean) / self.std)[self.n_layers :]])
 
     def _sizes(self) -> Tensor:
         return torch.tensor(self.layer_sizes, dtype=torch.float64)
