@@ -316,6 +316,8 @@ def write_results(
                 for method in args.methods:
                     done = [(s, json.loads(path.read_text())) for t, b, m, s, path in keys
                             if (t, b, m) == (task, budget, method)]  # fmt: skip
+                    if not done:  # a cell --gather found no unit of
+                        continue
                     rows.append({
                         "protocol": protocol, "task": task, "sims": budget, "method": method,
                         "seeds": [s for s, _ in done],
