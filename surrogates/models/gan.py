@@ -275,7 +275,7 @@ class GANNet(nn.Module):
         self, n: int, c: Tensor, generator: torch.Generator | None, truncation: float | None = None
     ) -> Tensor:
         """n standard-normal latents (truncated to ±``truncation``), drawn on the CPU; with
-        ``feature_noise`` each row also holds the noise of every feature."""
+        ``feature_noise`` each row also holds the noise of every feature (truncated alike)."""
         shape = (n, self.latent + (self.features if self.feature_noise else 0))
         if truncation is None or math.isinf(truncation):
             z = torch.randn(shape, generator=generator, dtype=c.dtype)
