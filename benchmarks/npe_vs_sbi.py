@@ -27,10 +27,11 @@ Training wall time is the time of the ``fit``/``train`` call, after one untimed 
 method. Training runs one fit at a time in this process; the C2STs run meanwhile in
 ``--c2st-workers`` processes (one thread each). Every trained estimator's scores are kept as one
 unit file under ``benchmarks/results/npe_vs_sbi/units/`` (tracked: the raw measurements) as
-soon as they are complete, so a killed run, or a later checkout, continues where it stopped; the key holds the task, budget, method,
-seed, protocol, observation count, sample count and our NPE's options -- delete the folder after
-changing the estimator's code. The result file ``benchmarks/results/npe_vs_sbi/<name>.json`` (a
-partial run or other options: a name after them) gathers the units with the command, commit,
+soon as they are complete, so a killed run, or a later checkout, continues where it stopped; the
+key holds the task, budget, method, seed, protocol, observation count, sample count and our NPE's
+options -- delete the folder after changing the estimator's code. The result file
+``benchmarks/results/npe_vs_sbi/<name>.json`` (a partial run or other options: a name after them)
+gathers the units with the command, commit,
 machine and versions under ``"provenance"``.
 
 Usage:
