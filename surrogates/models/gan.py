@@ -77,6 +77,16 @@ noise per feature a voxel is then empty with probability
 :math:`\Phi((y_\text{empty} - \mu) / \sigma)`, drawn independently for each voxel given z.
 Both are the shower defaults (``docs/decisions/013-shower-gan-noise-and-floor.md``).
 
+**What the critic reads.** The shower features are logits of voxel fractions, in which an
+empty voxel and a voxel holding 1 % of its layer lie a few units apart, whatever the layer's
+energy. The high-level quantities of a shower (a layer's centroid and width) are energy-weighted
+moments, sums of the linear fractions times a voxel's position: nonlinear in the logits, and
+dominated by a few hits. With ``critic_fractions`` (showers) the critic also reads each voxel's
+share of its layer's energy (:meth:`~surrogates.preprocessing.ShowerPreprocessing.voxel_fractions`,
+differentiable, so the generator's gradient passes through it), on which such moments are
+linear (:class:`~surrogates.models.backbones.LiftedCritic`). CaloGAN's discriminator likewise
+reads hand-made features of the layers beside the images (Paganini et al., 2018).
+
 **Averaging and truncation.** ``ema_modules()`` is the generator only, so the trainer's moving
 average (``TrainConfig.ema``, 0.999 by default here, per critic step) averages the generator's
 weights (Yazıcı et al., 2019, arXiv:1806.04498) and leaves the critic live. Sampling may draw
@@ -98,7 +108,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -162,6 +172,8 @@ class GANArch(ArchConfig):
             output (see the module notes). Vectors and showers.
         floor: the generated voxel features are bounded below by an empty voxel's (see the
             module notes). Showers only.
+        critic_fractions: the critic also reads each voxel's share of its layer's energy
+            (see the module notes). Showers only.
     """
 
     loss: str = "wgan"
@@ -180,6 +192,7 @@ class GANArch(ArchConfig):
     truncation: float | None = None
     feature_noise: bool = False
     floor: bool = False
+    critic_fractions: bool = False
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -233,6 +246,9 @@ class GANNet(nn.Module):
         shape: the preprocessing's feature shape: (features,) (default) for MLPs, (C, H, W)
             for the convolutional backbone (:func:`~surrogates.models.backbones.gan_backbone`).
         floor: per feature, the smallest value the generator may give (None: none).
+        lift: a differentiable map of a flat row to ``lifted`` features the critic reads
+            beside it (None: none; :class:`~surrogates.models.backbones.LiftedCritic`).
+        lifted: the number of features ``lift`` gives.
     """
 
     def __init__(
@@ -242,6 +258,8 @@ class GANNet(nn.Module):
         arch: dict[str, Any],
         shape: Sequence[int] | None = None,
         floor: Tensor | None = None,
+        lift: Callable[[Tensor], Tensor] | None = None,
+        lifted: int = 0,
     ):
         super().__init__()
         act = ACTIVATIONS[arch["activation"]]
@@ -252,7 +270,9 @@ class GANNet(nn.Module):
         #: latent truncation bound used by :meth:`sample_features` (None: none)
         self.truncation: float | None = arch["truncation"]
         self.feature_noise = bool(arch.get("feature_noise", False))
-        self.generator, self.critic = gan_backbone(shape or (features,), context, arch, act)
+        self.generator, self.critic = gan_backbone(
+            shape or (features,), context, arch, act, lift, lifted
+        )
         #: critic updates taken (the generator's schedule), saved with the weights
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         #: the floor of the generated features (recomputed from the preprocessing, not saved)
@@ -399,6 +419,8 @@ class GAN(FieldCapable, Surrogate):
             a["critic_hidden"] = list(h) if len(h) >= 2 else [h[0], h[0]]
         if a["floor"] and self.data_kind != "showers":
             raise UserError("floor applies to calorimeter showers only")
+        if a["critic_fractions"] and self.data_kind != "showers":
+            raise UserError("critic_fractions applies to calorimeter showers only")
         if a["feature_noise"] and self.data_kind == "fields":
             raise UserError("feature_noise applies to vectors and showers only")
         if a["energy_weight"] > 0 and self.data_kind != "showers":
@@ -408,7 +430,8 @@ class GAN(FieldCapable, Surrogate):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> GAN:
         # configs saved before these settings existed had neither
-        arch = {"feature_noise": False, "floor": False, **config["arch"]}
+        arch = {"feature_noise": False, "floor": False, "critic_fractions": False,
+                **config["arch"]}  # fmt: skip
         return super().from_config({**config, "arch": arch})
 
     def _build(self) -> nn.Module:
@@ -417,7 +440,11 @@ class GAN(FieldCapable, Surrogate):
             # real empty voxels exactly at the floor: no dequantization (a GAN has no density)
             self.pre.zero_band = 0.0
             floor = self.pre.empty_value()
-        return GANNet(self.pre.features, self.pre.context, self.arch, self.pre.shape, floor)
+        lift, lifted = None, 0
+        if self.arch.get("critic_fractions"):
+            lift, lifted = self.pre.voxel_fractions, self.pre.n_voxels
+        return GANNet(self.pre.features, self.pre.context, self.arch, self.pre.shape, floor,
+                      lift, lifted)  # fmt: skip
 
     @torch.no_grad()
     def sample(
