@@ -4,7 +4,11 @@ What is guaranteed, and tested here in float64 (k = number of stride-2 stages):
 * the encoder's / critic's last feature map commutes with periodic shifts by multiples of 2^k
   (a shift by 2^k s of the field shifts the map by s);
 * the decoder's / generator's stages after its first linear layer commute with every periodic
-  shift of their grid (a shift by s gives the field shifted by 2^k s), for both upsamplings;
+  shift of their grid (a shift by s gives the field shifted by 2^k s), for both upsamplings,
+  and with per-pixel noise maps when stage i's map is shifted by 2^(i+1) s along;
+* the noise maps enter as predicted: not at all while their scales are zero (as initialized),
+  and a change of the last stage's map at one pixel changes the field only within the output
+  convolution's reach, by exactly the scaled and modulated change passed through it;
 * the pooled field critic's score is invariant under shifts by multiples of 2^k (and is not
   under an odd shift, nor without pooling: the test can fail);
 * the gradient penalty treats a field row (C, H, W) exactly as its flattened vector.
@@ -58,19 +62,91 @@ def test_encoder_features_commute_with_shifts_by_2k(pool):
             assert torch.allclose(enc(xs, c), out, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("noise", [False, True])
 @pytest.mark.parametrize("upsample", ["nearest", "transposed"])
-def test_decoder_stages_commute_with_every_grid_shift(upsample):
+def test_decoder_stages_commute_with_every_grid_shift(upsample, noise):
     torch.manual_seed(0)
-    dec = ConvDecoder(6, (4, 3), 2, image_size=(16, 8), context=2, upsample=upsample).double()
+    dec = ConvDecoder(6, (4, 3), 2, image_size=(16, 8), context=2, upsample=upsample,
+                      noise=noise).double()  # fmt: skip
     h = torch.randn(3, 4, 4, 2, generator=_g(), dtype=torch.float64)  # the (H/4, W/4) grid
     c = torch.randn(3, 2, generator=_g(1), dtype=torch.float64)
-    y = dec.from_grid(h, c)
+    maps = None
+    if noise:  # scales away from their initial zeros, so the maps count
+        assert dec.noise_shapes == [(8, 4), (16, 8)] and dec.noise_features == 160
+        with torch.no_grad():
+            for scale in dec.noise_scales:
+                scale.copy_(torch.randn(scale.shape, generator=_g(4), dtype=torch.float64))
+        maps = [torch.randn(3, *s, generator=_g(5 + i), dtype=torch.float64)
+                for i, s in enumerate(dec.noise_shapes)]  # fmt: skip
+        assert not torch.allclose(dec.from_grid(h, c, maps), dec.from_grid(h, c))
+    y = dec.from_grid(h, c, maps)
     assert y.shape == (3, 2, 16, 8)
     z = torch.randn(3, 6, generator=_g(2), dtype=torch.float64)
-    assert torch.equal(dec(z, c), dec.from_grid(dec.linear(z).unflatten(1, (4, 4, 2)), c))
+    flat = None if maps is None else torch.cat([m.flatten(1) for m in maps], dim=1)
+    grid = dec.linear(z).unflatten(1, (4, 4, 2))
+    assert torch.equal(dec(z, c, flat), dec.from_grid(grid, c, maps))
     for s in [(1, 0), (0, 1), (3, -1)]:
-        ys = dec.from_grid(h.roll(s, (-2, -1)), c)
+        # stage i's grid is 2^(i+1) times the small one: its map shifts by 2^(i+1) s
+        shifted = None if maps is None else [
+            m.roll((2 ** (i + 1) * s[0], 2 ** (i + 1) * s[1]), (-2, -1)) for i, m in enumerate(maps)
+        ]  # fmt: skip
+        ys = dec.from_grid(h.roll(s, (-2, -1)), c, shifted)
         assert torch.allclose(ys, y.roll((4 * s[0], 4 * s[1]), (-2, -1)), rtol=0, atol=1e-12)
+        if noise:  # the test can fail: the grid shifted, the maps left in place
+            ys = dec.from_grid(h.roll(s, (-2, -1)), c, maps)
+            assert not torch.allclose(ys, y.roll((4 * s[0], 4 * s[1]), (-2, -1)), atol=1e-6)
+
+
+@pytest.mark.parametrize("upsample", ["nearest", "transposed"])
+def test_decoder_noise_maps_enter_scaled_per_channel_before_film(upsample):
+    """Stage i's pre-activation is FiLM(u_i + s_i ⊗ n_i, c). With the identity as activation
+    the last stage is affine in its map, so a change δ at one pixel changes the field by the
+    output convolution (without bias) of (1 + γ(c)) s δ at that pixel: computed here by hand.
+    With a nonlinear activation the change stays within the 3×3 periodic neighbourhood."""
+    torch.manual_seed(0)
+    z = torch.randn(3, 6, generator=_g(), dtype=torch.float64)
+    c = torch.randn(3, 2, generator=_g(1), dtype=torch.float64)
+    noise = torch.randn(3, 160, generator=_g(2), dtype=torch.float64)
+    for act in (nn.Identity, nn.SiLU):
+        dec = ConvDecoder(6, (4, 3), 2, image_size=(16, 8), context=2, upsample=upsample,
+                          activation=act, noise=True).double()  # fmt: skip
+        # initial zero scales: the maps change nothing, exactly
+        plain = ConvDecoder(6, (4, 3), 2, image_size=(16, 8), context=2, upsample=upsample,
+                            activation=act).double()  # fmt: skip
+        missing, unexpected = plain.load_state_dict(dec.state_dict(), strict=False)
+        assert not missing and unexpected == ["noise_scales.0", "noise_scales.1"]
+        assert torch.equal(dec(z, c, noise), dec(z, c)) and torch.equal(dec(z, c), plain(z, c))
+        # gradients reach the scales even at zero (∂y/∂s_i is linear in the map)
+        dec(z, c, noise).square().mean().backward()
+        assert all(torch.all(s.grad != 0) for s in dec.noise_scales)
+        with torch.no_grad():
+            dec.noise_scales[1].copy_(torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64))
+            y = dec(z, c, noise)
+            maps = dec.split_noise(noise)
+            assert [m.shape for m in maps] == [(3, 8, 4), (3, 16, 8)]
+            other = noise.clone()
+            other[:, 32 + 0 * 8 + 1] += 0.7  # the last stage's map at pixel (0, 1)
+            diff = dec(z, c, other) - y
+        assert diff.abs().amax(dim=(0, 1))[0, 1] > 0
+        near = torch.zeros(16, 8, dtype=torch.bool)  # the 3×3 periodic neighbourhood
+        for di in (-1, 0, 1):
+            for dj in (-1, 0, 1):
+                near[di % 16, (1 + dj) % 8] = True
+        assert torch.all(diff[..., ~near] == 0) and torch.all(diff[..., near].abs() > 0)
+        if act is nn.Identity:
+            gamma = dec.films[1].linear(c)[:, :3].detach()
+            d = torch.zeros(3, 3, 16, 8, dtype=torch.float64)
+            d[:, :, 0, 1] = (1 + gamma) * dec.noise_scales[1].detach() * 0.7
+            padded = torch.nn.functional.pad(d, (1, 1, 1, 1), mode="circular")
+            expect = torch.nn.functional.conv2d(padded, dec.out.weight.detach())
+            assert torch.allclose(diff, expect, rtol=0, atol=1e-12)
+    # noise for a decoder without maps, or of the wrong size: one clear error
+    with pytest.raises(ValueError, match="takes no noise"):
+        plain(z, c, noise)
+    with pytest.raises(ValueError, match=r"noise must have shape \(N, 160\)"):
+        dec(z, c, noise[:, :-1])
+    with pytest.raises(ValueError, match="noise maps must have shapes"):
+        dec(z, c, [torch.zeros(3, 8, 4), torch.zeros(3, 8, 8)])
 
 
 def _critic(pool: bool, group: int = 2) -> FieldCritic:

@@ -1,6 +1,7 @@
 """GAN: every mode of a conditional ring of 8 Gaussians at every tested condition, the metric's
 power against a collapsed generator, the gradient penalty against a direct autograd computation
-(float64), the building blocks against closed forms, and what a run logs.
+(float64), the building blocks against closed forms, and what a run logs; the field generator's
+per-pixel noise maps (``pixel_noise``) from the latent row to a trained, reloaded model.
 
 Save/load, resume and the shower path through the trainer are in the contract test.
 """
@@ -310,3 +311,73 @@ def test_critic_fractions_scores_each_voxels_layer_share(tmp_path):
     assert torch.equal(loaded.net.critic(y, c), model.net.critic(y, c))
     with pytest.raises(simulators.UserError, match="critic_fractions"):
         GAN.for_dataset(ring(100, 0), critic_fractions=True, device="cpu")
+
+
+#: the contract test's tiny periodic N-body box (16³ particles, two 16×16 slices per row) and
+#: small field settings
+NBODY = {"n_particles": 16, "box_size": 128.0, "n_steps": 2, "output": "slices", "n_slices": 2}
+FIELD = {"conv_widths": [4, 8], "latent": 4, "n_critic": 2, "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def nbody(tmp_path_factory):
+    path = tmp_path_factory.mktemp("fields") / "nbody.h5"
+    simulators.generate(simulators.get("nbody", **NBODY), 80, path, seed=0, chunk_size=40)
+    return path
+
+
+def test_pixel_noise_changes_nothing_until_its_scales_move(nbody):
+    """``pixel_noise``: the latent row holds z, then one map per upsampling stage (8×8 and
+    16×16 here); with the scales at their initial zeros the field is exactly the noise-free
+    generator's for the same z, and with non-zero scales two draws of the maps differ."""
+    plain = GAN.for_dataset(nbody, **FIELD)
+    model = GAN.for_dataset(nbody, pixel_noise=True, **FIELD)
+    missing, unexpected = model.net.load_state_dict(plain.net.state_dict(), strict=False)
+    assert sorted(missing) == [f"generator.conv.noise_scales.{i}" for i in (0, 1)]
+    assert not unexpected
+    net, ref = model.net.double(), plain.net.double()
+    assert net.noise_features == 8 * 8 + 16 * 16
+    c = torch.randn(5, model.pre.context, generator=torch.Generator().manual_seed(1), dtype=F64)
+    z = net.draw_latent(5, c, torch.Generator().manual_seed(0))
+    assert z.shape == (5, 4 + 320)
+    with torch.no_grad():
+        assert torch.equal(net.generate(z, c), ref.generate(z[:, :4], c))
+        for scale in net.generator.conv.noise_scales:
+            scale.fill_(1.0)
+        other = z.clone()
+        other[:, 4:] = torch.randn(5, 320, generator=torch.Generator().manual_seed(2), dtype=F64)
+        y, y2 = net.generate(z, c), net.generate(other, c)
+        assert not torch.allclose(y, ref.generate(z[:, :4], c)) and not torch.allclose(y, y2)
+    # the maps are drawn and truncated with z, from the one generator
+    z = net.draw_latent(2000, c[:1].expand(2000, -1), torch.Generator().manual_seed(0), 0.5)
+    assert z.abs().max() <= 0.5 and z[:, 4:].std() > 0.2
+
+
+def test_pixel_noise_field_gan_trains_samples_reproducibly_and_round_trips(nbody, tmp_path):
+    model = GAN.for_dataset(nbody, pixel_noise=True, seed=0, **FIELD)
+    before = {k: v.detach().clone() for k, v in model.net.named_parameters()}
+    model.fit(nbody, max_steps=4, batch_size=64, progress=False, lr=1e-2)
+    frozen = [k for k, v in model.net.named_parameters() if torch.equal(v.detach(), before[k])]
+    assert not frozen, f"no gradient reached {frozen}"
+    assert all(torch.all(s != 0) for s in model.net.generator.conv.noise_scales)
+    with simulators.open_dataset(nbody) as ds:
+        theta, x_shape = ds.theta[:6], tuple(ds.x_shape)
+    a = model.sample(theta, generator=torch.Generator().manual_seed(3))
+    assert a.shape == (6, *x_shape) and np.isfinite(a).all()
+    assert np.array_equal(a, model.sample(theta, generator=torch.Generator().manual_seed(3)))
+    assert not np.array_equal(a, model.sample(theta, generator=torch.Generator().manual_seed(4)))
+    t = model.sample(theta, generator=torch.Generator().manual_seed(3), truncation=0.5)
+    assert np.isfinite(t).all() and not np.array_equal(t, a)
+    model.save(tmp_path / "run")
+    loaded = GAN.load(tmp_path / "run", device="cpu")
+    assert loaded.arch["pixel_noise"] is True and loaded.arch == model.arch
+    assert np.array_equal(loaded.sample(theta, generator=torch.Generator().manual_seed(3)), a)
+    # configs saved before the setting existed had no noise maps
+    config = model.config()
+    del config["arch"]["pixel_noise"]
+    assert GAN.from_config(config).arch["pixel_noise"] is False
+
+
+def test_pixel_noise_is_refused_for_vectors():
+    with pytest.raises(simulators.UserError, match="pixel_noise applies to fields"):
+        GAN.for_dataset(ring(100, 0), pixel_noise=True, device="cpu")

@@ -40,6 +40,7 @@ decoder's stages after its first linear layer commute with every shift of their 
 homogeneous), and the critic cannot learn positions. The VAE's encoder keeps a linear head on
 the whole grid (it encodes one particular field), and nothing maps a shift of z to a shift of
 the field, so no symmetry is claimed for the encoder's output or for the generator as a whole.
+The GAN generator's per-pixel noise maps (``pixel_noise``) shift along with its grid.
 
 Example:
     >>> import torch
@@ -208,6 +209,8 @@ class FieldDecoder(nn.Module):
         context: D.
         activation: activation class.
         upsample: ``"nearest"`` or ``"transposed"``.
+        noise: the decoder takes per-pixel noise maps, ``forward(z, c, noise)`` with flat
+            noise rows (N, :attr:`noise_features`) (:class:`~surrogates.nn.ConvDecoder`).
     """
 
     def __init__(
@@ -218,15 +221,21 @@ class FieldDecoder(nn.Module):
         context: int,
         activation: type[nn.Module],
         upsample: str,
+        noise: bool = False,
     ):
         super().__init__()
         c, h, w = _check_field(shape, widths)
         self.conv = ConvDecoder(int(in_features) + context, widths, c, image_size=(h, w),
-                                context=context, upsample=upsample,
-                                activation=activation)  # fmt: skip
+                                context=context, upsample=upsample, activation=activation,
+                                noise=noise)  # fmt: skip
 
-    def forward(self, z: Tensor, c: Tensor) -> Tensor:
-        return self.conv(torch.cat([z, c], dim=-1), c).flatten(1)
+    @property
+    def noise_features(self) -> int:
+        """Noise values per row (0 without ``noise``)."""
+        return self.conv.noise_features
+
+    def forward(self, z: Tensor, c: Tensor, noise: Tensor | None = None) -> Tensor:
+        return self.conv(torch.cat([z, c], dim=-1), c, noise).flatten(1)
 
 
 class Critic(nn.Module):
@@ -369,8 +378,8 @@ def gan_backbone(
     lifted: int = 0,
 ) -> tuple[nn.Module, nn.Module]:
     """The GAN's (generator, critic): ``generator(z, c)`` -> (N, F) ((N, 2F), mean and
-    raw scale, with ``feature_noise``), ``critic(y, c)`` -> (N,);
-    convolutional for a field shape (C, H, W).
+    raw scale, with ``feature_noise``; ``generator(z, c, noise)`` with ``pixel_noise``, see
+    :class:`FieldDecoder`), ``critic(y, c)`` -> (N,); convolutional for a field shape (C, H, W).
 
     Args:
         shape: the preprocessing's feature shape, (F,) or (C, H, W).
@@ -385,7 +394,8 @@ def gan_backbone(
     out_bias = arch["loss"] != "wgan"
     if len(shape) == 3:
         widths = [int(w) for w in arch["conv_widths"]]
-        gen = FieldDecoder(latent, shape, widths[::-1], context, activation, arch["upsample"])
+        gen = FieldDecoder(latent, shape, widths[::-1], context, activation, arch["upsample"],
+                           noise=bool(arch.get("pixel_noise")))  # fmt: skip
         critic = FieldCritic(shape, widths, context, activation, group, out_bias,
                              pool=bool(arch["critic_pool"]))  # fmt: skip
         return gen, critic

@@ -66,6 +66,13 @@ all F dimensions, and a critic tells the two apart however long the generator tr
 feature, and a feature is :math:`\mu + \mathrm{softplus}(s)\,\varepsilon` with its own
 :math:`\varepsilon \sim \mathcal{N}(0, 1)`: the noise inputs of StyleGAN (Karras et al., 2019,
 arXiv:1812.04948) placed at the output of an MLP. The latent z then carries what features share.
+Fields get StyleGAN's noise inputs where StyleGAN has them (``pixel_noise``): after each
+upsampling stage's convolution, one standard-normal value per pixel, times a learned factor per
+channel (zero at first), before FiLM and the activation (:class:`~surrogates.nn.ConvDecoder`).
+Without them every pixel's randomness must pass through the L numbers of z, and the fields come
+out too smooth (too little small-scale power). Either noise travels as columns of the latent row
+after z (:meth:`GANNet.draw_latent`), drawn from the same generator and truncated alike, so a
+seed fixes a sample.
 
 **Empty voxels.** A shower voxel below the readout threshold is empty, and in a given shower
 many are. With ``floor`` (showers) the preprocessing keeps empty voxels exact (``zero_band=0``:
@@ -170,6 +177,8 @@ class GANArch(ArchConfig):
         truncation: default latent truncation bound t of :meth:`GAN.sample` (None: none).
         feature_noise: the generator draws every feature with its own Gaussian noise around its
             output (see the module notes). Vectors and showers.
+        pixel_noise: the generator adds a per-pixel Gaussian noise map, with a learned scale per
+            channel, after each upsampling stage (see the module notes). Fields only.
         floor: the generated voxel features are bounded below by an empty voxel's (see the
             module notes). Showers only.
         critic_fractions: the critic also reads each voxel's share of its layer's energy
@@ -191,6 +200,7 @@ class GANArch(ArchConfig):
     betas: tuple[float, ...] = (0.5, 0.9)
     truncation: float | None = None
     feature_noise: bool = False
+    pixel_noise: bool = False
     floor: bool = False
     critic_fractions: bool = False
 
@@ -270,9 +280,14 @@ class GANNet(nn.Module):
         #: latent truncation bound used by :meth:`sample_features` (None: none)
         self.truncation: float | None = arch["truncation"]
         self.feature_noise = bool(arch.get("feature_noise", False))
+        self.pixel_noise = bool(arch.get("pixel_noise", False))
         self.generator, self.critic = gan_backbone(
             shape or (features,), context, arch, act, lift, lifted
         )
+        #: noise columns after the latent in a row of :meth:`draw_latent`
+        self.noise_features = features if self.feature_noise else 0
+        if self.pixel_noise:
+            self.noise_features = int(self.generator.noise_features)
         #: critic updates taken (the generator's schedule), saved with the weights
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         #: the floor of the generated features (recomputed from the preprocessing, not saved)
@@ -282,8 +297,10 @@ class GANNet(nn.Module):
     def generate(self, z: Tensor, c: Tensor) -> Tensor:
         r"""G(z, c): features (N, features) in z's dtype; with ``feature_noise`` the last
         ``features`` columns of z are the noise ε of :math:`\mu + \mathrm{softplus}(s) \odot
-        \varepsilon`."""
-        if not self.feature_noise:
+        \varepsilon`, with ``pixel_noise`` the field generator's flat noise maps."""
+        if self.pixel_noise:
+            y = self.generator(z[:, : self.latent], c, z[:, self.latent :]).to(z.dtype)
+        elif not self.feature_noise:
             y = self.generator(z, c).to(z.dtype)
         else:
             z, eps = z[:, : self.latent], z[:, self.latent :]
@@ -295,8 +312,10 @@ class GANNet(nn.Module):
         self, n: int, c: Tensor, generator: torch.Generator | None, truncation: float | None = None
     ) -> Tensor:
         """n standard-normal latents (truncated to ±``truncation``), drawn on the CPU; with
-        ``feature_noise`` each row also holds the noise of every feature (truncated alike)."""
-        shape = (n, self.latent + (self.features if self.feature_noise else 0))
+        ``feature_noise`` each row also holds the noise of every feature, with ``pixel_noise``
+        the noise maps of every upsampling stage (:attr:`noise_features` columns, truncated
+        alike)."""
+        shape = (n, self.latent + self.noise_features)
         if truncation is None or math.isinf(truncation):
             z = torch.randn(shape, generator=generator, dtype=c.dtype)
         else:
@@ -423,6 +442,8 @@ class GAN(FieldCapable, Surrogate):
             raise UserError("critic_fractions applies to calorimeter showers only")
         if a["feature_noise"] and self.data_kind == "fields":
             raise UserError("feature_noise applies to vectors and showers only")
+        if a["pixel_noise"] and self.data_kind != "fields":
+            raise UserError("pixel_noise applies to fields (nbody data) only")
         if a["energy_weight"] > 0 and self.data_kind != "showers":
             raise UserError("energy_weight applies to calorimeter showers only; set it to 0")
         return a
@@ -431,7 +452,7 @@ class GAN(FieldCapable, Surrogate):
     def from_config(cls, config: dict[str, Any]) -> GAN:
         # configs saved before these settings existed had neither
         arch = {"feature_noise": False, "floor": False, "critic_fractions": False,
-                **config["arch"]}  # fmt: skip
+                "pixel_noise": False, **config["arch"]}  # fmt: skip
         return super().from_config({**config, "arch": arch})
 
     def _build(self) -> nn.Module:

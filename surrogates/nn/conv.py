@@ -9,7 +9,9 @@ grid); :class:`ConvDecoder` maps a vector back to a field (a linear layer to a s
 upsampling and periodic convolutions). Both
 can be conditioned on a context vector c (e.g. the standardized parameters θ) by feature-wise
 linear modulation after every convolution (:class:`FiLM`; Perez et al., 2018, *FiLM: Visual
-reasoning with a general conditioning layer*, AAAI, arXiv:1709.07871).
+reasoning with a general conditioning layer*, AAAI, arXiv:1709.07871). With ``noise=True`` the
+decoder also takes one standard-normal map per upsampling stage, added with a learned scale
+per channel (the noise inputs of StyleGAN; Karras et al., 2019, arXiv:1812.04948).
 
 Image sizes are powers of two, at least :math:`2^{\text{len(widths)}}` per side, so every
 down- or upsampling halves or doubles a side exactly.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 __all__ = ["ConvDecoder", "ConvEncoder", "FiLM", "PeriodicConv2d"]
@@ -191,10 +194,28 @@ class ConvDecoder(_Conditioned):
     transposed convolution, which has no border either), :class:`FiLM` by the context and the
     activation; finally a 3×3 periodic convolution to ``out_channels``, with no activation.
 
+    Noise inputs (``noise=True``; Karras et al., 2019, *A style-based generator architecture for
+    generative adversarial networks*, arXiv:1812.04948, sections 2 and 3.2): stage i (0-based) also
+    takes one single-channel map :math:`n_i` of :math:`H_i \times W_i = 2^{i+1} H / 2^k \times
+    2^{i+1} W / 2^k` pixels (:attr:`noise_shapes`), meant to be standard normal, and its output
+    :math:`u_i` of the doubling and convolution becomes
+
+    .. math:: h_i = \mathrm{act}\big(\mathrm{FiLM}(u_i + s_i \otimes n_i, c)\big),
+
+    with :math:`s_i` one learned factor per channel, zero at initialization (so a new decoder
+    gives the same field with or without noise). StyleGAN adds the noise to the convolution's
+    output before its bias and activation, and applies the style after them; here the noise
+    follows the convolution's bias (both are additions, so their order does not matter) and
+    precedes FiLM and the activation: FiLM keeps its place in every stage, and the context
+    scales the noise's effect as StyleGAN's style does. The maps give every pixel randomness
+    of its own, which a field decoded from a vector alone lacks (small-scale power). The
+    decoder draws nothing itself: the caller passes the maps, drawn from its own generator.
+
     Symmetry: everything after the linear layer (:meth:`from_grid`) commutes with periodic
     shifts: a shift by s of the small grid shifts the output field by :math:`2^k s`, with either
     upsampling (nearest neighbours and the 2×2 stride-2 transposed convolution both map a pixel
-    to its own 2×2 block). The linear layer itself has no symmetry.
+    to its own 2×2 block); with noise maps, when each map :math:`n_i` is shifted along by
+    :math:`2^{i+1} s`. The linear layer itself has no symmetry.
 
     Args:
         in_features: input features.
@@ -204,11 +225,17 @@ class ConvDecoder(_Conditioned):
         context: context features D (0: unconditioned, ``forward(z)``).
         upsample: ``"nearest"`` or ``"transposed"``.
         activation: activation class after every hidden convolution.
+        noise: take a noise map per upsampling stage (learned scales :attr:`noise_scales`).
 
     Example:
         >>> import torch
         >>> dec = ConvDecoder(6, (16, 8), 3, image_size=64, upsample="transposed")
         >>> dec(torch.randn(2, 6)).shape
+        torch.Size([2, 3, 64, 64])
+        >>> noisy = ConvDecoder(6, (16, 8), 3, image_size=64, noise=True)
+        >>> noisy.noise_shapes, noisy.noise_features
+        ([(32, 32), (64, 64)], 5120)
+        >>> noisy(torch.randn(2, 6), noise=torch.randn(2, 5120)).shape
         torch.Size([2, 3, 64, 64])
     """
 
@@ -222,6 +249,7 @@ class ConvDecoder(_Conditioned):
         context: int = 0,
         upsample: str = "nearest",
         activation: type[nn.Module] = nn.SiLU,
+        noise: bool = False,
     ) -> None:
         widths = [int(w) for w in widths]
         if not widths:
@@ -241,13 +269,58 @@ class ConvDecoder(_Conditioned):
         )
         self.act = activation()
         self.out = PeriodicConv2d(widths[-1], int(out_channels), 3)
+        #: (H_i, W_i) of the noise map of each upsampling stage (empty without ``noise``)
+        self.noise_shapes: list[tuple[int, int]] = (
+            [(grid[0] << i, grid[1] << i) for i in range(1, len(widths) + 1)] if noise else []
+        )
+        #: the learned scale per channel of each stage's noise map (zeros at initialization)
+        self.noise_scales = (
+            nn.ParameterList(nn.Parameter(torch.zeros(w)) for w in widths) if noise else None
+        )
 
-    def forward(self, z: Tensor, c: Tensor | None = None) -> Tensor:
-        """Decodes ``z`` (N, in_features) given the context ``c`` (N, D)."""
-        return self.from_grid(self.linear(z).unflatten(1, (-1, *self.grid)), c)
+    @property
+    def noise_features(self) -> int:
+        r"""Noise values per row, :math:`\sum_i H_i W_i` (0 without ``noise``)."""
+        return sum(h * w for h, w in self.noise_shapes)
 
-    def from_grid(self, h: Tensor, c: Tensor | None = None) -> Tensor:
-        """The stages after the linear layer: (N, widths[0], H / 2^k, W / 2^k) -> the field."""
-        for i, up in enumerate(self.ups):
-            h = self.act(self._film(i, up(h), c))
+    def split_noise(self, noise: Tensor) -> list[Tensor]:
+        """Flat noise rows (N, :attr:`noise_features`) -> the maps (N, H_i, W_i) per stage."""
+        if self.noise_scales is None:
+            raise ValueError("this ConvDecoder takes no noise (built with noise=False)")
+        if noise.ndim != 2 or noise.shape[1] != self.noise_features:
+            raise ValueError(f"noise must have shape (N, {self.noise_features}), "
+                             f"got {tuple(noise.shape)}")  # fmt: skip
+        parts = noise.split([h * w for h, w in self.noise_shapes], dim=1)
+        return [n.unflatten(1, s) for n, s in zip(parts, self.noise_shapes, strict=True)]
+
+    def forward(
+        self, z: Tensor, c: Tensor | None = None, noise: Tensor | Sequence[Tensor] | None = None
+    ) -> Tensor:
+        """Decodes ``z`` (N, in_features) given the context ``c`` (N, D) and, with ``noise``,
+        the noise maps (see :meth:`from_grid`)."""
+        return self.from_grid(self.linear(z).unflatten(1, (-1, *self.grid)), c, noise)
+
+    def from_grid(
+        self, h: Tensor, c: Tensor | None = None, noise: Tensor | Sequence[Tensor] | None = None
+    ) -> Tensor:
+        """The stages after the linear layer: (N, widths[0], H / 2^k, W / 2^k) -> the field.
+
+        ``noise``: flat rows (N, :attr:`noise_features`) or the maps (N, H_i, W_i) of every
+        stage; None: none (the field of all-zero maps).
+        """
+        maps: Sequence[Tensor | None] = [None] * len(self.ups)
+        if noise is not None:
+            if self.noise_scales is None:
+                raise ValueError("this ConvDecoder takes no noise (built with noise=False)")
+            maps = self.split_noise(noise) if isinstance(noise, Tensor) else list(noise)
+            shapes = [tuple(m.shape) for m in maps]
+            expected = [(len(h), *s) for s in self.noise_shapes]
+            if shapes != expected:
+                raise ValueError(f"noise maps must have shapes {expected}, got {shapes}")
+        for i, (up, n) in enumerate(zip(self.ups, maps, strict=True)):
+            u = up(h)
+            if n is not None and self.noise_scales is not None:
+                # one map for all channels, a learned scale per channel
+                u = u + (self.noise_scales[i][:, None, None] * n[:, None]).to(u.dtype)
+            h = self.act(self._film(i, u, c))
         return self.out(h)
