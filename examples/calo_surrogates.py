@@ -26,7 +26,8 @@ Usage::
 Results go to ``examples/output/calo_surrogates[_quick]/<particle>/results.json`` (one entry per
 family, updated in place so families can be run one at a time); a full run also keeps a copy in
 ``benchmarks/results/calo_surrogates/<particle>_<family>.json`` with the command, commit, machine
-and versions, where the README's rows are read from (``benchmarks/results/INDEX.md``).
+and versions, where the README's rows are read from (``benchmarks/results/INDEX.md``); with
+``--out DIR`` the copy is named ``<DIR's name>_<particle>_<family>.json``.
 """
 
 from __future__ import annotations
@@ -185,8 +186,11 @@ def main() -> None:
         )
         results["models"][family] = info
         results_path.write_text(json.dumps(results, indent=1))
-        if not args.quick:
-            kept = results_dir("calo_surrogates") / f"{args.particle}_{family}.json"
+        if not args.quick:  # the default folder's runs are the README's; others get a prefix
+            name = f"{args.particle}_{family}.json"
+            kept = results_dir("calo_surrogates") / (
+                name if args.out is None else f"{out.name}_{name}"
+            )
             kept.write_text(json.dumps({**results, "models": {family: info}}, indent=1))
         print(f"{family}: AUC {info['auc_low_level']:.3f} low-level, "
               f"{info['auc_high_level']:.3f} high-level; separation E_tot/E_inc "
