@@ -287,32 +287,6 @@ def test_floor_bounds_generated_voxels_by_an_empty_ones(tmp_path):
         GAN.for_dataset(ring(100, 0), floor=True, device="cpu")
 
 
-def test_critic_fractions_scores_each_voxels_layer_share(tmp_path):
-    calo = simulators.get("calorimeter", particle="photon", e_max_mev=4096.0)
-    simulators.generate(calo, 300, tmp_path / "s.h5", seed=0, chunk_size=100)
-    model = GAN.for_dataset(tmp_path / "s.h5", hidden=[16, 16], latent=4, critic_fractions=True,
-                            device="cpu")  # fmt: skip
-    seen = []
-    model.net.critic.critic.register_forward_hook(lambda m, args, out: seen.append(args[0]))
-    with simulators.open_dataset(tmp_path / "s.h5") as d:
-        theta, x = (
-            torch.as_tensor(np.asarray(a[:64]), dtype=torch.float64) for a in (d.theta, d.x)
-        )
-    y, _ = model.pre.forward(x, theta)
-    c = model.pre.condition(theta).float()
-    y = y.float()
-    model.net.critic(y, c)
-    assert torch.equal(seen[0], torch.cat([y, model.pre.voxel_fractions(y)], dim=-1))
-    fake = model.net.sample_features(c, torch.Generator().manual_seed(0))
-    gp = gradient_penalty(model.net.critic, y, fake, c, generator=torch.Generator().manual_seed(1))
-    assert torch.isfinite(gp) and gp > 0
-    model.save(tmp_path / "run")
-    loaded = GAN.load(tmp_path / "run")
-    assert torch.equal(loaded.net.critic(y, c), model.net.critic(y, c))
-    with pytest.raises(simulators.UserError, match="critic_fractions"):
-        GAN.for_dataset(ring(100, 0), critic_fractions=True, device="cpu")
-
-
 #: the contract test's tiny periodic N-body box (16³ particles, two 16×16 slices per row) and
 #: small field settings
 NBODY = {"n_particles": 16, "box_size": 128.0, "n_steps": 2, "output": "slices", "n_slices": 2}

@@ -191,21 +191,6 @@ def test_shower_zero_band_0_keeps_zeros_exact_even_in_empty_layers():
     assert torch.allclose(pre.inverse(y, e), x, rtol=1e-9, atol=1e-12)
 
 
-def test_shower_voxel_fractions_are_each_voxels_share_of_its_layer():
-    x, e = synthetic_showers(200)
-    x[:50, : PHOTON_LAYERS[0]] = 0.0  # an empty layer: no shares
-    pre = ShowerPreprocessing(PHOTON_LAYERS, zero_band=0.0).fit(x, e)
-    y, _ = pre.forward(x, e)
-    y.requires_grad_(True)
-    v = pre.voxel_fractions(y)
-    layer = torch.repeat_interleave(torch.arange(len(PHOTON_LAYERS)), torch.tensor(PHOTON_LAYERS))
-    sums = torch.zeros(len(x), len(PHOTON_LAYERS), dtype=x.dtype).index_add_(1, layer, x)
-    share = torch.where(sums[:, layer] > 0, x / sums[:, layer].clamp_min(1e-300), 0.0)
-    assert torch.allclose(v, share, rtol=1e-9, atol=1e-12)
-    (v * torch.randn(v.shape, dtype=v.dtype)).sum().backward()  # finite through empty layers
-    assert torch.isfinite(y.grad).all() and (y.grad[:, len(PHOTON_LAYERS) :] != 0).any()
-
-
 def test_shower_layer_features_are_standardized_per_energy():
     # discrete energies: one knot each, so every energy's layer features have mean 0, std 1
     x, e = synthetic_showers(600, seed=4)

@@ -55,7 +55,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -76,7 +76,6 @@ __all__ = [
     "FieldDecoder",
     "FieldEncoder",
     "Joint",
-    "LiftedCritic",
     "check_backbone_settings",
     "check_conv_settings",
     "gan_backbone",
@@ -279,24 +278,6 @@ class Critic(nn.Module):
         return self.head(h).squeeze(-1)
 
 
-class LiftedCritic(nn.Module):
-    r"""A critic that scores :math:`[y, \ell(y)]`: the row with fixed, differentiable features
-    :math:`\ell(y)` of it appended (for showers, each voxel's share of its layer's energy, so
-    that energy-weighted moments such as a layer's width are linear in the critic's input).
-
-    Args:
-        critic: the critic of the widened rows.
-        lift: the map :math:`\ell`, (N, F) -> (N, F').
-    """
-
-    def __init__(self, critic: nn.Module, lift: Callable[[Tensor], Tensor]):
-        super().__init__()
-        self.critic, self.lift = critic, lift
-
-    def forward(self, y: Tensor, c: Tensor) -> Tensor:
-        return self.critic(torch.cat([y, self.lift(y)], dim=-1), c)
-
-
 class FieldCritic(nn.Module):
     """The field critic D(y, c): a FiLM-conditioned conv encoder to ``widths[-1]`` features
     (mean over the grid with ``pool``), the activation, the minibatch standard deviation, then
@@ -370,12 +351,7 @@ def vae_backbone(
 
 
 def gan_backbone(
-    shape: Sequence[int],
-    context: int,
-    arch: dict[str, Any],
-    activation: type[nn.Module],
-    lift: Callable[[Tensor], Tensor] | None = None,
-    lifted: int = 0,
+    shape: Sequence[int], context: int, arch: dict[str, Any], activation: type[nn.Module]
 ) -> tuple[nn.Module, nn.Module]:
     """The GAN's (generator, critic): ``generator(z, c)`` -> (N, F) ((N, 2F), mean and
     raw scale, with ``feature_noise``; ``generator(z, c, noise)`` with ``pixel_noise``, see
@@ -386,9 +362,6 @@ def gan_backbone(
         context: conditioning features D.
         arch: completed :class:`~surrogates.models.gan.GANArch` settings.
         activation: activation class.
-        lift: flat rows only: a differentiable map of a row y to ``lifted`` more features
-            that the MLP critic scores beside y (:class:`LiftedCritic`).
-        lifted: the number of features ``lift`` gives.
     """
     latent, group = int(arch["latent"]), int(arch["minibatch_std"])
     out_bias = arch["loss"] != "wgan"
@@ -402,5 +375,5 @@ def gan_backbone(
     features = math.prod(shape)
     outs = 2 * features if arch.get("feature_noise") else features
     gen = Joint(*mlp(latent + context, tuple(arch["hidden"]), outs, activation=activation))
-    critic = Critic(features + lifted, context, arch["critic_hidden"], activation, group, out_bias)
-    return gen, (critic if lift is None else LiftedCritic(critic, lift))
+    critic = Critic(features, context, arch["critic_hidden"], activation, group, out_bias)
+    return gen, critic

@@ -84,16 +84,6 @@ noise per feature a voxel is then empty with probability
 :math:`\Phi((y_\text{empty} - \mu) / \sigma)`, drawn independently for each voxel given z.
 Both are the shower defaults (``docs/decisions/013-shower-gan-noise-and-floor.md``).
 
-**What the critic reads.** The shower features are logits of voxel fractions, in which an
-empty voxel and a voxel holding 1 % of its layer lie a few units apart, whatever the layer's
-energy. The high-level quantities of a shower (a layer's centroid and width) are energy-weighted
-moments, sums of the linear fractions times a voxel's position: nonlinear in the logits, and
-dominated by a few hits. With ``critic_fractions`` (showers) the critic also reads each voxel's
-share of its layer's energy (:meth:`~surrogates.preprocessing.ShowerPreprocessing.voxel_fractions`,
-differentiable, so the generator's gradient passes through it), on which such moments are
-linear (:class:`~surrogates.models.backbones.LiftedCritic`). CaloGAN's discriminator likewise
-reads hand-made features of the layers beside the images (Paganini et al., 2018).
-
 **Averaging and truncation.** ``ema_modules()`` is the generator only, so the trainer's moving
 average (``TrainConfig.ema``, 0.999 by default here, per critic step) averages the generator's
 weights (Yazıcı et al., 2019, arXiv:1806.04498) and leaves the critic live. Sampling may draw
@@ -115,7 +105,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -181,8 +171,6 @@ class GANArch(ArchConfig):
             channel, after each upsampling stage (see the module notes). Fields only.
         floor: the generated voxel features are bounded below by an empty voxel's (see the
             module notes). Showers only.
-        critic_fractions: the critic also reads each voxel's share of its layer's energy
-            (see the module notes). Showers only.
     """
 
     loss: str = "wgan"
@@ -202,7 +190,6 @@ class GANArch(ArchConfig):
     feature_noise: bool = False
     pixel_noise: bool = False
     floor: bool = False
-    critic_fractions: bool = False
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -256,9 +243,6 @@ class GANNet(nn.Module):
         shape: the preprocessing's feature shape: (features,) (default) for MLPs, (C, H, W)
             for the convolutional backbone (:func:`~surrogates.models.backbones.gan_backbone`).
         floor: per feature, the smallest value the generator may give (None: none).
-        lift: a differentiable map of a flat row to ``lifted`` features the critic reads
-            beside it (None: none; :class:`~surrogates.models.backbones.LiftedCritic`).
-        lifted: the number of features ``lift`` gives.
     """
 
     def __init__(
@@ -268,8 +252,6 @@ class GANNet(nn.Module):
         arch: dict[str, Any],
         shape: Sequence[int] | None = None,
         floor: Tensor | None = None,
-        lift: Callable[[Tensor], Tensor] | None = None,
-        lifted: int = 0,
     ):
         super().__init__()
         act = ACTIVATIONS[arch["activation"]]
@@ -281,9 +263,7 @@ class GANNet(nn.Module):
         self.truncation: float | None = arch["truncation"]
         self.feature_noise = bool(arch.get("feature_noise", False))
         self.pixel_noise = bool(arch.get("pixel_noise", False))
-        self.generator, self.critic = gan_backbone(
-            shape or (features,), context, arch, act, lift, lifted
-        )
+        self.generator, self.critic = gan_backbone(shape or (features,), context, arch, act)
         #: noise columns after the latent in a row of :meth:`draw_latent`
         self.noise_features = features if self.feature_noise else 0
         if self.pixel_noise:
@@ -438,8 +418,6 @@ class GAN(FieldCapable, Surrogate):
             a["critic_hidden"] = list(h) if len(h) >= 2 else [h[0], h[0]]
         if a["floor"] and self.data_kind != "showers":
             raise UserError("floor applies to calorimeter showers only")
-        if a["critic_fractions"] and self.data_kind != "showers":
-            raise UserError("critic_fractions applies to calorimeter showers only")
         if a["feature_noise"] and self.data_kind == "fields":
             raise UserError("feature_noise applies to vectors and showers only")
         if a["pixel_noise"] and self.data_kind != "fields":
@@ -451,8 +429,7 @@ class GAN(FieldCapable, Surrogate):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> GAN:
         # configs saved before these settings existed had neither
-        arch = {"feature_noise": False, "floor": False, "critic_fractions": False,
-                "pixel_noise": False, **config["arch"]}  # fmt: skip
+        arch = {"feature_noise": False, "floor": False, "pixel_noise": False, **config["arch"]}
         return super().from_config({**config, "arch": arch})
 
     def _build(self) -> nn.Module:
@@ -461,11 +438,7 @@ class GAN(FieldCapable, Surrogate):
             # real empty voxels exactly at the floor: no dequantization (a GAN has no density)
             self.pre.zero_band = 0.0
             floor = self.pre.empty_value()
-        lift, lifted = None, 0
-        if self.arch.get("critic_fractions"):
-            lift, lifted = self.pre.voxel_fractions, self.pre.n_voxels
-        return GANNet(self.pre.features, self.pre.context, self.arch, self.pre.shape, floor,
-                      lift, lifted)  # fmt: skip
+        return GANNet(self.pre.features, self.pre.context, self.arch, self.pre.shape, floor)
 
     @torch.no_grad()
     def sample(

@@ -230,25 +230,12 @@ class ShowerPreprocessing(Preprocessor):
         layers.append(rest.clamp_min(0.0))
         e_layer = torch.stack(layers, dim=1)
         idx = self._layer_of.to(y.device)
-        uniform = 1.0 / _as(self._sizes(), y)[idx].expand(len(y), -1)
-        x = self._renormalize(f[:, L:], uniform) * e_layer[:, idx]
-        return torch.where(x >= 0.9995 * self.threshold, x, torch.zeros_like(x))
-
-    def _renormalize(self, v: Tensor, empty: Tensor) -> Tensor:
+        v = f[:, L:]
+        norm = self._layer_sum(v)[:, idx]
         # the voxel fractions of a layer sum to one (exactly so for data); renormalize samples
-        norm = self._layer_sum(v)[:, self._layer_of.to(v.device)]
-        tiny = torch.finfo(v.dtype).tiny  # a finite quotient: where's gradient stays finite
-        return torch.where(norm > 0, v / norm.clamp_min(tiny), empty)
-
-    def voxel_fractions(self, y: Tensor) -> Tensor:
-        """Each voxel's share of its layer's energy, shape (N, n_voxels), from feature rows y
-        (N, features), as :meth:`inverse` computes it, and 0 in a layer without energy;
-        differentiable in y. An empty voxel's round-off (fractions below ε/1000, which the
-        logit does not resolve) is set to 0, so real and generated empty voxels agree."""
-        L = self.n_layers
-        v = _unlogit(y[:, L:] * _as(self.std[L:], y) + _as(self.mean[L:], y), self.eps)
-        v = torch.where(v > 1e-3 * self.eps, v, torch.zeros_like(v))
-        return self._renormalize(v, torch.zeros_like(v))
+        v = torch.where(norm > 0, v / norm.clamp_min(1e-300), 1.0 / _as(self._sizes(), v)[idx])
+        x = v * e_layer[:, idx]
+        return torch.where(x >= 0.9995 * self.threshold, x, torch.zeros_like(x))
 
     def empty_value(self) -> Tensor:
         """Per feature, shape (features,): an empty voxel's feature without dequantization
