@@ -191,6 +191,30 @@ def test_shower_zero_band_0_keeps_zeros_exact_even_in_empty_layers():
     assert torch.allclose(pre.inverse(y, e), x, rtol=1e-9, atol=1e-12)
 
 
+def test_shower_voxel_knots_standardize_voxels_per_energy_and_keep_the_round_trip():
+    x, e = synthetic_showers(600, seed=5)
+    e = torch.tensor([256.0, 4096.0, 65536.0])[torch.arange(600) % 3, None].double()
+    pre = ShowerPreprocessing(PHOTON_LAYERS, threshold=THRESHOLD, zero_band=0.0,
+                              voxel_knots=True).fit(x, e)  # fmt: skip
+    y, _ = pre.forward(x, e)
+    assert torch.allclose(pre.inverse(y, e), x, rtol=1e-9, atol=1e-12)
+    L = len(PHOTON_LAYERS)
+    for energy in (256.0, 4096.0, 65536.0):  # one knot per energy: mean 0, std 1 at each
+        rows = y[e[:, 0] == energy]
+        varies = rows.std(0) > 1e-9
+        assert torch.allclose(rows.mean(0), torch.zeros_like(rows[0]), atol=1e-9)
+        assert torch.allclose(rows.std(0)[varies], torch.ones_like(rows[0])[varies], atol=1e-9)
+        assert varies[L:].sum() > 300  # the voxels are standardized too, not only the layers
+    # an empty voxel sits exactly on its energy's floor; the floor needs the energy
+    empty = pre.empty_value(pre.condition(e)[:, 0])
+    assert torch.isinf(empty[:, :L]).all()
+    assert torch.equal(y[:, L:] == empty[:, L:], x == 0) and (y[:, L:] >= empty[:, L:]).all()
+    with pytest.raises(ValueError, match="depends on c"):
+        pre.empty_value()
+    loaded = ShowerPreprocessing.from_dict(pre.to_dict())
+    assert loaded.voxel_knots and torch.equal(loaded.forward(x, e)[0], y)
+
+
 def test_shower_layer_features_are_standardized_per_energy():
     # discrete energies: one knot each, so every energy's layer features have mean 0, std 1
     x, e = synthetic_showers(600, seed=4)

@@ -12,7 +12,8 @@ every fraction then mapped by :math:`\mathrm{logit}(\epsilon + (1 - 2\epsilon) f
 :math:`\epsilon = 10^{-6}` and standardized. The L layer features are standardized *given the
 incident energy*: with mean :math:`m_k(c)` and standard deviation :math:`s_k(c)` of the logit
 fitted per energy bin and interpolated linearly in c = standardized log E (constant beyond the
-outer bins). The spread of the response narrows from 2.7 to 0.1 global standard deviations
+outer bins; with ``voxel_knots`` the voxel features too, which the GAN uses). The spread of
+the response narrows from 2.7 to 0.1 global standard deviations
 between 256 MeV and 4 TeV (dataset-1 photons); standardized per energy it is about one at every
 energy, so a model with a per-feature noise scale (a VAE's decoder σ, a GAN's energy term) does
 not have to learn a 30-fold change of scale to get the resolution right
@@ -88,6 +89,8 @@ class ShowerPreprocessing(Preprocessor):
         zero_band: zeros are dequantized to ``zero_band`` · δ · U(0, 1) (:data:`ZERO_BAND`);
             0 keeps them exact (a model without a density, the GAN), so an empty voxel's
             feature is :meth:`empty_value`.
+        voxel_knots: standardize the voxel features per incident energy too, as the layer
+            features are (interpolated between the same knots); otherwise globally.
 
     Features: ``[u_0, ..., u_{L-1}, v_{0,0}, ..., v_{L-1,n-1}]``; :attr:`split` = L, so a
     two-stage model learns the layer energies first and the voxels given them.
@@ -103,6 +106,7 @@ class ShowerPreprocessing(Preprocessor):
         eps: float = LOGIT_EPS,
         energy_scale: float | None = None,
         zero_band: float = ZERO_BAND,
+        voxel_knots: bool = False,
     ):
         self.layer_sizes = [int(n) for n in layer_sizes]
         if not self.layer_sizes or min(self.layer_sizes) < 1:
@@ -111,6 +115,7 @@ class ShowerPreprocessing(Preprocessor):
         if not 0 <= zero_band <= 0.999:
             raise ValueError(f"zero_band must be in [0, 0.999], got {zero_band}")
         self.zero_band = float(zero_band)
+        self.voxel_knots = bool(voxel_knots)
         self.n_layers, self.n_voxels = len(self.layer_sizes), sum(self.layer_sizes)
         self.features, self.context, self.split = self.n_layers + self.n_voxels, 1, self.n_layers
         self.mean = self.std = torch.zeros(0)
@@ -161,7 +166,9 @@ class ShowerPreprocessing(Preprocessor):
         self.mean, self.std = y.mean(dim=0), _std(y)
         lt = torch.log(theta[:, 0])
         self.theta_mean, self.theta_std = float(lt.mean()), float(_std(lt[:, None])[0])
-        self._fit_knots(self.condition(theta)[:, 0], y[:, : self.n_layers])
+        self._fit_knots(
+            self.condition(theta)[:, 0], y if self.voxel_knots else y[:, : self.n_layers]
+        )
         return self
 
     def _fit_knots(self, c: Tensor, y: Tensor) -> None:
@@ -192,8 +199,9 @@ class ShowerPreprocessing(Preprocessor):
         self.knot_mean, self.knot_std = torch.stack(means), torch.stack(stds)
 
     def _layer_stats(self, c: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
-        """Mean and std of every feature for each row (N, features): the layer features' by
-        linear interpolation between the knots in c, the voxels' global."""
+        """Mean and std of every feature for each row (N, features): the layer features' (and
+        with :attr:`voxel_knots` the voxels') by linear interpolation between the knots in c,
+        the others' global."""
         n = len(c)
         mean = _as(self.mean, like).expand(n, -1)
         std = _as(self.std, like).expand(n, -1)
@@ -205,7 +213,7 @@ class ShowerPreprocessing(Preprocessor):
         lo = (hi - 1).clamp_min(0)
         w = torch.where(k[hi] > k[lo], (c - k[lo]) / (k[hi] - k[lo]), torch.zeros_like(c))[:, None]
         km, ks = _as(self.knot_mean, like), _as(self.knot_std, like)
-        L = self.n_layers
+        L = km.shape[1]  # the knotted features come first
         mean = torch.cat([km[lo] + w * (km[hi] - km[lo]), mean[:, L:]], dim=1)
         std = torch.cat([ks[lo] + w * (ks[hi] - ks[lo]), std[:, L:]], dim=1)
         return mean, std
@@ -237,13 +245,23 @@ class ShowerPreprocessing(Preprocessor):
         x = v * e_layer[:, idx]
         return torch.where(x >= 0.9995 * self.threshold, x, torch.zeros_like(x))
 
-    def empty_value(self) -> Tensor:
-        """Per feature, shape (features,): an empty voxel's feature without dequantization
-        (the standardized logit(ε), the smallest a voxel feature can be), and -inf for the
-        layer features."""
+    def empty_value(self, c: Tensor | None = None) -> Tensor:
+        """Per feature, shape (features,), or with the conditions c (N,) per row, (N,
+        features): an empty voxel's feature without dequantization (the standardized
+        logit(ε), the smallest a voxel feature can be), and -inf for the layer features.
+        With :attr:`voxel_knots` it depends on the energy, and c is required."""
         lo = _logit(torch.zeros((), dtype=torch.float64), self.eps)[0]
-        head = torch.full((self.n_layers,), -torch.inf, dtype=torch.float64)
-        return torch.cat([head, ((lo - self.mean) / self.std)[self.n_layers :]])
+        L = self.n_layers
+        if c is None:
+            if self.voxel_knots:
+                raise ValueError("with voxel_knots an empty voxel's value depends on c")
+            head = torch.full((L,), -torch.inf, dtype=torch.float64)
+            return torch.cat([head, ((lo - self.mean) / self.std)[L:]])
+        like = torch.zeros((), dtype=torch.float64, device=c.device)
+        mean, std = self._layer_stats(c.to(torch.float64), like)
+        empty = (lo.to(c.device) - mean) / std
+        empty[:, :L] = -torch.inf
+        return empty
 
     def _sizes(self) -> Tensor:
         return torch.tensor(self.layer_sizes, dtype=torch.float64)
@@ -259,6 +277,7 @@ class ShowerPreprocessing(Preprocessor):
             "eps": self.eps,
             "energy_scale": self.energy_scale,
             "zero_band": self.zero_band,
+            "voxel_knots": self.voxel_knots,
             "mean": self.mean.tolist(),
             "std": self.std.tolist(),
             "theta_mean": self.theta_mean,
@@ -271,7 +290,7 @@ class ShowerPreprocessing(Preprocessor):
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ShowerPreprocessing:
         self = cls(d["layer_sizes"], d["threshold"], d["eps"], d["energy_scale"],
-                   d.get("zero_band", 0.999))  # fmt: skip
+                   d.get("zero_band", 0.999), d.get("voxel_knots", False))  # fmt: skip
         self.mean = torch.tensor(d["mean"], dtype=torch.float64)
         self.std = torch.tensor(d["std"], dtype=torch.float64)
         self.theta_mean, self.theta_std = d["theta_mean"], d["theta_std"]
