@@ -211,11 +211,17 @@ class ShowerPreprocessing(Preprocessor):
         c = c.to(like.dtype).clamp(k[0], k[-1])
         hi = torch.searchsorted(k, c.contiguous()).clamp(min(1, len(k) - 1), len(k) - 1)
         lo = (hi - 1).clamp_min(0)
-        w = torch.where(k[hi] > k[lo], (c - k[lo]) / (k[hi] - k[lo]), torch.zeros_like(c))[:, None]
+        w = torch.where(k[hi] > k[lo], (c - k[lo]) / (k[hi] - k[lo]), torch.zeros_like(c))
+        # the two knots' weights as a (N, K) matrix: one product per statistic, not four
+        # gathers of (N, features), which dominate sampling when the voxels are knotted too
+        weights = torch.zeros(n, len(k), dtype=like.dtype, device=like.device)
+        weights.scatter_add_(1, lo[:, None], (1 - w)[:, None]).scatter_add_(
+            1, hi[:, None], w[:, None]
+        )
         km, ks = _as(self.knot_mean, like), _as(self.knot_std, like)
         L = km.shape[1]  # the knotted features come first
-        mean = torch.cat([km[lo] + w * (km[hi] - km[lo]), mean[:, L:]], dim=1)
-        std = torch.cat([ks[lo] + w * (ks[hi] - ks[lo]), std[:, L:]], dim=1)
+        mean = torch.cat([weights @ km, mean[:, L:]], dim=1)
+        std = torch.cat([weights @ ks, std[:, L:]], dim=1)
         return mean, std
 
     def forward(self, x, theta, *, generator=None):
@@ -247,7 +253,7 @@ class ShowerPreprocessing(Preprocessor):
 
     def empty_value(self, c: Tensor | None = None) -> Tensor:
         """Per feature, shape (features,), or with the conditions c (N,) per row, (N,
-        features): an empty voxel's feature without dequantization (the standardized
+        features) in c's dtype: an empty voxel's feature without dequantization (the standardized
         logit(ε), the smallest a voxel feature can be), and -inf for the layer features.
         With :attr:`voxel_knots` it depends on the energy, and c is required."""
         lo = _logit(torch.zeros((), dtype=torch.float64), self.eps)[0]
@@ -257,9 +263,9 @@ class ShowerPreprocessing(Preprocessor):
                 raise ValueError("with voxel_knots an empty voxel's value depends on c")
             head = torch.full((L,), -torch.inf, dtype=torch.float64)
             return torch.cat([head, ((lo - self.mean) / self.std)[L:]])
-        like = torch.zeros((), dtype=torch.float64, device=c.device)
-        mean, std = self._layer_stats(c.to(torch.float64), like)
-        empty = (lo.to(c.device) - mean) / std
+        like = torch.zeros((), dtype=c.dtype, device=c.device)
+        mean, std = self._layer_stats(c, like)
+        empty = (lo.to(like) - mean) / std
         empty[:, :L] = -torch.inf
         return empty
 
