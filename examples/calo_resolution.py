@@ -39,7 +39,8 @@ Surrogates are read from ``examples/output/calo_surrogates[_quick]/<particle>/<f
 by ``examples/calo_surrogates.py``); ``--runs FAMILY=PATH`` overrides, missing runs are skipped.
 Results go to ``examples/output/calo_resolution[_quick]/<particle>/results.json`` and
 ``resolution.png``; a full run also keeps a copy with provenance in
-``benchmarks/results/calo_resolution/<particle>.json``.
+``benchmarks/results/calo_resolution/<particle>.json`` (with ``--families`` a subset:
+``<particle>_<families>.json``).
 """
 
 from __future__ import annotations
@@ -400,7 +401,9 @@ def main() -> None:
     (out / "results.json").write_text(json.dumps(results, indent=1))
     fig = plot(results, out / "resolution.png")
     if not args.quick:
-        kept = results_dir("calo_resolution") / f"{args.particle}.json"
+        # a subset of the families gets its own file beside the one of all of them
+        part = "" if set(args.families) == set(FAMILIES) else "_" + "_".join(args.families)
+        kept = results_dir("calo_resolution") / f"{args.particle}{part}.json"
         kept.write_text(json.dumps(results, indent=1))
     print(f"\nresults in {out / 'results.json'}, figure {fig}")
 
