@@ -69,8 +69,10 @@ arXiv:1812.04948) placed at the output of an MLP. The latent z then carries what
 Fields get StyleGAN's noise inputs where StyleGAN has them (``pixel_noise``): after each
 upsampling stage's convolution, one standard-normal value per pixel, times a learned factor per
 channel (zero at first), before FiLM and the activation (:class:`~surrogates.nn.ConvDecoder`).
-Without them every pixel's randomness must pass through the L numbers of z, and the fields come
-out too smooth (too little small-scale power). Either noise travels as columns of the latent row
+Without them every pixel's randomness must pass through the L numbers of z. Measured on the
+N-body slices they did not bring back the small-scale power the generator lacks: their learned
+scales stayed small (``docs/decisions/009-field-gan-training-budget.md``), so they are off by
+default. Either noise travels as columns of the latent row
 after z (:meth:`GANNet.draw_latent`), drawn from the same generator and truncated alike, so a
 seed fixes a sample.
 
