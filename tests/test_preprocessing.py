@@ -237,7 +237,7 @@ def test_shower_conditional_standardization_log_jacobian_and_continuity():
     assert 2 <= len(pre.knots) <= 32 and torch.all(pre.knots[1:] > pre.knots[:-1])
     # the map from logit fractions to features, per row: its log-det is -sum log std(c)
     c = pre.condition(e)[:, 0]
-    mean, std = pre._layer_stats(c, x)
+    mean, std = pre._stats(c, x)
     y1, ladj1 = pre.forward(x, e, generator=torch.Generator().manual_seed(1))
     xq = pre._dequantize(x, torch.Generator().manual_seed(1))
     t, ladj = _logit(pre._fractions(xq, e), pre.eps)
@@ -245,7 +245,7 @@ def test_shower_conditional_standardization_log_jacobian_and_continuity():
     assert torch.allclose(ladj1, (ladj - torch.log(std)).sum(1))
     # the scale varies with energy and is continuous across the knots
     grid = torch.linspace(float(c.min()) - 1, float(c.max()) + 1, 4001, dtype=torch.float64)
-    _, s = pre._layer_stats(grid, torch.zeros(1, dtype=torch.float64))
+    _, s = pre._stats(grid, torch.zeros(1, dtype=torch.float64))
     assert (s[:, :5].max(0).values / s[:, :5].min(0).values > 1.05).any()
     assert (s[1:, :5] - s[:-1, :5]).abs().max() < 0.05 * s[:, :5].max()
 

@@ -198,7 +198,7 @@ class ShowerPreprocessing(Preprocessor):
         self.knots = torch.stack(knots)
         self.knot_mean, self.knot_std = torch.stack(means), torch.stack(stds)
 
-    def _layer_stats(self, c: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
+    def _stats(self, c: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and std of every feature for each row (N, features): the layer features' (and
         with :attr:`voxel_knots` the voxels') by linear interpolation between the knots in c,
         the others' global."""
@@ -228,12 +228,12 @@ class ShowerPreprocessing(Preprocessor):
         x = self._dequantize(x.flatten(1), generator)
         f = self._fractions(x, theta)
         y, ladj = _logit(f, self.eps)
-        mean, std = self._layer_stats(self.condition(theta)[:, 0], y)
+        mean, std = self._stats(self.condition(theta)[:, 0], y)
         y = (y - mean) / std
         return y, (ladj - torch.log(std)).sum(dim=1)
 
     def inverse(self, y, theta):
-        mean, std = self._layer_stats(self.condition(theta)[:, 0], y)
+        mean, std = self._stats(self.condition(theta)[:, 0], y)
         f = _unlogit(y * std + mean, self.eps)
         L = self.n_layers
         e_tot = f[:, 0] * self.energy_scale * theta[:, 0]
@@ -264,7 +264,7 @@ class ShowerPreprocessing(Preprocessor):
             head = torch.full((L,), -torch.inf, dtype=torch.float64)
             return torch.cat([head, ((lo - self.mean) / self.std)[L:]])
         like = torch.zeros((), dtype=c.dtype, device=c.device)
-        mean, std = self._layer_stats(c, like)
+        mean, std = self._stats(c, like)
         empty = (lo.to(like) - mean) / std
         empty[:, :L] = -torch.inf
         return empty
