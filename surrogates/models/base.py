@@ -284,7 +284,7 @@ class Surrogate(Persistent):
                   "val_fraction": val_fraction, "split_seed": split_seed}  # fmt: skip
         resuming = resume and run_dir is not None and (Path(run_dir) / CHECKPOINT).is_file()
         # a resumed run's checkpoint holds the settings it started with, family defaults included
-        defaults = {} if resuming else self.TRAIN_DEFAULTS
+        defaults = {} if resuming else self.train_defaults()
         settings = {**defaults, "device": str(self.device), **train_kwargs}
         if resuming:
             stored = read_run(run_dir)
@@ -351,6 +351,11 @@ class Surrogate(Persistent):
     def dtype(self) -> torch.dtype:
         """The dtype of the weights (float32 unless the model was cast, e.g. for float64 tests)."""
         return next(self.net.parameters()).dtype
+
+    def train_defaults(self) -> dict[str, Any]:
+        """The training settings this model takes where :meth:`fit` is given none: the
+        family's :attr:`TRAIN_DEFAULTS` (a family may vary them with the data)."""
+        return dict(self.TRAIN_DEFAULTS)
 
     def default_batch_size(self) -> int:
         """Rows per sampling pass when :meth:`sample` is given none."""

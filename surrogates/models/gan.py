@@ -56,7 +56,11 @@ fixed validation generator: a two-sample statistic with no tuning parameter, zer
 expectation exactly when the conditional distributions agree, and comparable across
 validations. :attr:`GAN.TRAIN_DEFAULTS` monitor it (``monitor="val_energy_distance"``), keep the
 best-scoring weights and do not stop early (``patience=None``): the statistic is noisy and a GAN's
-quality is not monotone in training time.
+quality is not monotone in training time. For fields the validation also gives ``power_error``
+(:meth:`GANNet.power_error`: the mean over k bins of :math:`|\log \bar P_\text{fake}(k) /
+\bar P_\text{real}(k)|`, in data space), and :meth:`GAN.train_defaults` monitor it instead: in
+pixel space the energy distance of 16,384-number rows hardly sees the small scales, and it
+kept the smooth fields of an early generator (``docs/decisions/009-field-gan-training-budget.md``).
 
 **Noise per feature.** A generator maps L latent dimensions to F features, so its samples lie
 on an L-dimensional surface. Data with independent noise in every feature (the energy of each
@@ -66,6 +70,13 @@ all F dimensions, and a critic tells the two apart however long the generator tr
 feature, and a feature is :math:`\mu + \mathrm{softplus}(s)\,\varepsilon` with its own
 :math:`\varepsilon \sim \mathcal{N}(0, 1)`: the noise inputs of StyleGAN (Karras et al., 2019,
 arXiv:1812.04948) placed at the output of an MLP. The latent z then carries what features share.
+With ``components=K > 1`` a feature's noise is instead a mixture of K Gaussians whose weights,
+means and scales the generator gives per row (as the VAE's mixture decoder,
+:mod:`~surrogates.models.vae`): the draw picks a component and then draws within it, and its
+gradient reaches the weights by implicit reparameterization
+(:func:`~surrogates.nn.adversarial.mixture_rsample`). A shower voxel given the shower's shape is
+either empty or hit with an energy of its own; one Gaussian cut at the floor ties how often a
+voxel is hit to how much it holds.
 Fields get StyleGAN's noise inputs where StyleGAN has them (``pixel_noise``): after each
 upsampling stage's convolution, one standard-normal value per pixel, times a learned factor per
 channel (zero at first), before FiLM and the activation (:class:`~surrogates.nn.ConvDecoder`).
@@ -132,9 +143,11 @@ from ..nn.adversarial import (
     LeakyReLU02,
     energy_distance,
     gradient_penalty,
+    mixture_rsample,
     truncated_normal,
     wasserstein_1d,
 )
+from ..nn.embeddings import power_spectrum
 from ..preprocessing import Preprocessor, ShowerPreprocessing
 from .arch import ArchConfig
 from .backbones import Critic, FieldCapable, check_conv_settings, gan_backbone
@@ -181,6 +194,9 @@ class GANArch(ArchConfig):
         truncation: default latent truncation bound t of :meth:`GAN.sample` (None: none).
         feature_noise: the generator draws every feature with its own Gaussian noise around its
             output (see the module notes). Vectors and showers.
+        components: with ``feature_noise``, the number K of Gaussians of each feature's noise
+            (1: one Gaussian; more: a mixture whose weights, means and σ the generator gives per
+            row, drawn with implicit reparameterization; see the module notes).
         pixel_noise: the generator adds a per-pixel Gaussian noise map, with a learned scale per
             channel, after each upsampling stage (see the module notes). Fields only.
         floor: the generated voxel features are bounded below by an empty voxel's (see the
@@ -202,6 +218,7 @@ class GANArch(ArchConfig):
     betas: tuple[float, ...] = (0.5, 0.9)
     truncation: float | None = None
     feature_noise: bool = False
+    components: int = 1
     pixel_noise: bool = False
     floor: bool = False
 
@@ -230,6 +247,10 @@ class GANArch(ArchConfig):
             raise UserError(f"betas must be two numbers in [0, 1), got {list(self.betas)}")
         if self.truncation is not None and not self.truncation > 0:
             raise UserError(f"truncation must be positive or None, got {self.truncation}")
+        if self.components < 1:
+            raise UserError(f"components must be positive, got {self.components}")
+        if self.components > 1 and not self.feature_noise:
+            raise UserError("components > 1 needs feature_noise=true")
 
     @classmethod
     def for_data(cls, kind: str) -> GANArch:
@@ -277,10 +298,14 @@ class GANNet(nn.Module):
         #: latent truncation bound used by :meth:`sample_features` (None: none)
         self.truncation: float | None = arch["truncation"]
         self.feature_noise = bool(arch.get("feature_noise", False))
+        self.components = int(arch.get("components", 1))
         self.pixel_noise = bool(arch.get("pixel_noise", False))
         self.generator, self.critic = gan_backbone(shape or (features,), context, arch, act)
         #: noise columns after the latent in a row of :meth:`draw_latent`
-        self.noise_features = features if self.feature_noise else 0
+        self.noise_features = 0
+        if self.feature_noise:
+            # a mixture also takes, per feature, a normal deviate that picks the component
+            self.noise_features = features * (2 if self.components > 1 else 1)
         if self.pixel_noise:
             self.noise_features = int(self.generator.noise_features)
         #: critic updates taken (the generator's schedule), saved with the weights
@@ -290,6 +315,8 @@ class GANNet(nn.Module):
         self.register_buffer("floor", None if fixed is None else fixed.float(), persistent=False)
         self.floor_of = None if isinstance(floor, Tensor) else floor
         self.pre: Any = None  # the GAN's preprocessor, used by the training step
+        #: (C, H, W) of a field row, None for vectors and showers
+        self.field_shape = tuple(int(s) for s in shape) if shape and len(shape) == 3 else None
 
     def generate(self, z: Tensor, c: Tensor) -> Tensor:
         r"""G(z, c): features (N, features) in z's dtype; with ``feature_noise`` the last
@@ -299,6 +326,12 @@ class GANNet(nn.Module):
             y = self.generator(z[:, : self.latent], c, z[:, self.latent :]).to(z.dtype)
         elif not self.feature_noise:
             y = self.generator(z, c).to(z.dtype)
+        elif self.components > 1:
+            z, noise = z[:, : self.latent], z[:, self.latent :]
+            h = self.generator(z, c).to(noise.dtype).unflatten(-1, (3, self.components, -1))
+            logits, mean, raw = h.unbind(1)  # (N, K, features) each
+            eps, pick = noise.chunk(2, dim=-1)
+            y = mixture_rsample(logits, mean, softplus(raw), eps, pick)
         else:
             z, eps = z[:, : self.latent], z[:, self.latent :]
             mean, raw = self.generator(z, c).to(eps.dtype).chunk(2, dim=-1)
@@ -400,7 +433,21 @@ class GANNet(nn.Module):
             if n >= 2:
                 total = total + n * energy_distance(gen[s : s + n], real[s : s + n])
                 rows += n
-        return {"energy_distance": total / max(rows, 1)}
+        out = {"energy_distance": total / max(rows, 1)}
+        if self.field_shape is not None:
+            out["power_error"] = self.power_error(batch[1], self.pre.inverse(fake, batch[0]))
+        return out
+
+    def power_error(self, real: Tensor, fake: Tensor) -> Tensor:
+        r"""Mean over the radial k bins (fundamental to Nyquist, bins holding modes) of
+        :math:`|\log \bar P_\text{fake}(k) / \bar P_\text{real}(k)|`, with :math:`\bar P` the
+        mean power spectrum of all slices (channels) of the rows, in data space; fields only."""
+        _, h, w = self.field_shape  # type: ignore[misc]
+        spectra = [power_spectrum(f.reshape(-1, h, w).double(), min(h, w) // 2, 2).mean(0)
+                   for f in (real, fake)]  # fmt: skip
+        real_p, fake_p = spectra
+        keep = real_p > 0  # bins holding no mode (the lowest) are zero
+        return (fake_p[keep].log() - real_p[keep].log()).abs().mean()
 
     def sample_features(self, c: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """One feature vector per row of c (latents truncated at :attr:`truncation`)."""
@@ -427,6 +474,13 @@ class GAN(FieldCapable, Surrogate):
         "patience": None,
         "ema": 0.999,
     }
+
+    def train_defaults(self) -> dict[str, Any]:
+        """:attr:`TRAIN_DEFAULTS`; for fields the monitored quantity is ``val_power_error``
+        (see the module notes)."""
+        if self.data_kind == "fields":
+            return {**self.TRAIN_DEFAULTS, "monitor": "val_power_error"}
+        return dict(self.TRAIN_DEFAULTS)
 
     @classmethod
     def default_preprocessing(cls, meta: dict[str, Any], x: Any) -> Preprocessor:
@@ -457,7 +511,8 @@ class GAN(FieldCapable, Surrogate):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> GAN:
         # configs saved before these settings existed had neither
-        arch = {"feature_noise": False, "floor": False, "pixel_noise": False, **config["arch"]}
+        arch = {"feature_noise": False, "floor": False, "pixel_noise": False, "components": 1,
+                **config["arch"]}  # fmt: skip
         return super().from_config({**config, "arch": arch})
 
     def _build(self) -> nn.Module:

@@ -16,6 +16,7 @@ from .adversarial import (
     MinibatchStd,
     energy_distance,
     gradient_penalty,
+    mixture_rsample,
     truncated_normal,
     wasserstein_1d,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "build_embedding",
     "energy_distance",
     "gradient_penalty",
+    "mixture_rsample",
     "mlp",
     "power_spectrum",
     "truncated_normal",
