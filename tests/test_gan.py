@@ -23,7 +23,6 @@ from surrogates.nn.adversarial import (
     MinibatchStd,
     energy_distance,
     gradient_penalty,
-    mixture_rsample,
     truncated_normal,
     wasserstein_1d,
 )
@@ -267,71 +266,6 @@ def test_feature_noise_draws_each_feature_around_the_generator_output():
         assert torch.allclose(y.mean(0), mean, atol=4 * sd.max().item() / n**0.5)
         assert torch.allclose(y.std(0), sd, rtol=0.02)
         assert abs(torch.corrcoef(y.T)[0, 1]) < 4 / n**0.5
-
-
-def test_mixture_rsample_draws_the_mixture_and_its_gradient_is_that_of_the_expectation():
-    """Draws of a 3-component mixture have its CDF (KS distance within sampling noise), and the
-    mean gradient of f(y) = y² + sin(3y) over the draws matches the gradient of E[f(y)] by
-    Gauss-Hermite quadrature, for the weights, means and scales (float64); one component gives
-    the pathwise gradient exactly."""
-    g = torch.Generator().manual_seed(0)
-    n = 400_000
-    logits = torch.tensor([0.3, -0.5, 0.1], dtype=F64, requires_grad=True)
-    mean = torch.tensor([-1.5, 0.2, 2.0], dtype=F64, requires_grad=True)
-    log_scale = torch.tensor([-0.7, 0.1, -0.3], dtype=F64, requires_grad=True)
-
-    def f(y):
-        return y * y + torch.sin(3 * y)
-
-    def rows(t):
-        return t[None, :, None].expand(n, 3, 1)
-
-    eps, pick = torch.randn(n, 1, generator=g, dtype=F64), torch.randn(n, 1, generator=g, dtype=F64)
-    y = mixture_rsample(rows(logits), rows(mean), rows(log_scale.exp()), eps, pick)
-    grads = torch.autograd.grad(f(y).mean(), (logits, mean, log_scale))
-    nodes, weights = np.polynomial.hermite_e.hermegauss(80)
-    nodes, weights = torch.tensor(nodes), torch.tensor(weights) / math.sqrt(2 * math.pi)
-    w = logits.softmax(0)
-    exact = (w[:, None] * weights * f(mean[:, None] + log_scale.exp()[:, None] * nodes)).sum()
-    truth = torch.autograd.grad(exact, (logits, mean, log_scale))
-    for got, want in zip(grads, truth, strict=True):
-        assert torch.allclose(got, want, atol=0.03), (got, want)
-    # the draws follow the mixture's CDF
-    ys = y.detach()[:, 0].sort().values
-    with torch.no_grad():
-        cdf = (w * torch.special.ndtr((ys[:, None] - mean) / log_scale.exp())).sum(1)
-    ks = float((cdf - torch.arange(1, n + 1, dtype=F64) / n).abs().max())
-    assert ks < 1.63 / math.sqrt(n)  # the KS test's 1% critical value
-    # one component: y = mu + sigma eps, dy/dmu = 1, dy/dsigma = eps
-    m1, s1 = torch.zeros(5, 1, 2, dtype=F64, requires_grad=True), torch.ones(5, 1, 2, dtype=F64)
-    s1.requires_grad_(True)
-    e = torch.randn(5, 2, generator=g, dtype=F64)
-    y1 = mixture_rsample(torch.zeros(5, 1, 2, dtype=F64), m1, s1, e, torch.randn(5, 2, dtype=F64))
-    y1.sum().backward()
-    assert torch.equal(y1.detach(), e) and torch.allclose(m1.grad, torch.ones_like(m1))
-    assert torch.allclose(s1.grad[:, 0], e)
-
-
-def test_mixture_noise_draws_features_from_the_generators_mixture():
-    """With ``components=2`` one latent gives each feature the two-Gaussian mixture whose
-    weights, means and scales the generator outputs for it; ``components > 1`` needs the noise."""
-    theta, x = ring(500, 0)
-    model = GAN.for_dataset((theta, x), hidden=[8, 8], latent=3, feature_noise=True,
-                            components=2, device="cpu")  # fmt: skip
-    net, n = model.net.double(), 100_000
-    c = torch.full((n, 1), 0.3, dtype=F64)
-    z = net.draw_latent(n, c, torch.Generator().manual_seed(0))
-    assert z.shape == (n, 3 + 2 * 2)
-    z[:, :3] = z[0, :3]
-    with torch.no_grad():
-        y = net.generate(z, c)
-        out = net.generator(z[:1, :3], c[:1])[0].unflatten(0, (3, 2, 2))
-    w, mu, sd = out[0].softmax(0), out[1], torch.nn.functional.softplus(out[2])
-    assert torch.allclose(y.mean(0), (w * mu).sum(0), atol=0.02)
-    second = (w * (mu**2 + sd**2)).sum(0)
-    assert torch.allclose((y**2).mean(0), second, rtol=0.02, atol=0.02)
-    with pytest.raises(simulators.UserError, match="feature_noise"):
-        GAN.for_dataset((theta, x), components=2, device="cpu")
 
 
 @pytest.mark.parametrize("voxel_knots", [False, True], ids=["global", "per-energy"])

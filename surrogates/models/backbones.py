@@ -373,10 +373,7 @@ def gan_backbone(
                              pool=bool(arch["critic_pool"]))  # fmt: skip
         return gen, critic
     features = math.prod(shape)
-    outs = features
-    if arch.get("feature_noise"):
-        k = int(arch.get("components", 1))
-        outs = 3 * k * features if k > 1 else 2 * features
+    outs = 2 * features if arch.get("feature_noise") else features
     gen = Joint(*mlp(latent + context, tuple(arch["hidden"]), outs, activation=activation))
     critic = Critic(features, context, arch["critic_hidden"], activation, group, out_bias)
     return gen, critic

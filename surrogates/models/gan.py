@@ -70,13 +70,6 @@ all F dimensions, and a critic tells the two apart however long the generator tr
 feature, and a feature is :math:`\mu + \mathrm{softplus}(s)\,\varepsilon` with its own
 :math:`\varepsilon \sim \mathcal{N}(0, 1)`: the noise inputs of StyleGAN (Karras et al., 2019,
 arXiv:1812.04948) placed at the output of an MLP. The latent z then carries what features share.
-With ``components=K > 1`` a feature's noise is instead a mixture of K Gaussians whose weights,
-means and scales the generator gives per row (as the VAE's mixture decoder,
-:mod:`~surrogates.models.vae`): the draw picks a component and then draws within it, and its
-gradient reaches the weights by implicit reparameterization
-(:func:`~surrogates.nn.adversarial.mixture_rsample`). A shower voxel given the shower's shape is
-either empty or hit with an energy of its own; one Gaussian cut at the floor ties how often a
-voxel is hit to how much it holds.
 Fields get StyleGAN's noise inputs where StyleGAN has them (``pixel_noise``): after each
 upsampling stage's convolution, one standard-normal value per pixel, times a learned factor per
 channel (zero at first), before FiLM and the activation (:class:`~surrogates.nn.ConvDecoder`).
@@ -143,7 +136,6 @@ from ..nn.adversarial import (
     LeakyReLU02,
     energy_distance,
     gradient_penalty,
-    mixture_rsample,
     truncated_normal,
     wasserstein_1d,
 )
@@ -194,9 +186,6 @@ class GANArch(ArchConfig):
         truncation: default latent truncation bound t of :meth:`GAN.sample` (None: none).
         feature_noise: the generator draws every feature with its own Gaussian noise around its
             output (see the module notes). Vectors and showers.
-        components: with ``feature_noise``, the number K of Gaussians of each feature's noise
-            (1: one Gaussian; more: a mixture whose weights, means and σ the generator gives per
-            row, drawn with implicit reparameterization; see the module notes).
         pixel_noise: the generator adds a per-pixel Gaussian noise map, with a learned scale per
             channel, after each upsampling stage (see the module notes). Fields only.
         floor: the generated voxel features are bounded below by an empty voxel's (see the
@@ -218,7 +207,6 @@ class GANArch(ArchConfig):
     betas: tuple[float, ...] = (0.5, 0.9)
     truncation: float | None = None
     feature_noise: bool = False
-    components: int = 1
     pixel_noise: bool = False
     floor: bool = False
 
@@ -247,10 +235,6 @@ class GANArch(ArchConfig):
             raise UserError(f"betas must be two numbers in [0, 1), got {list(self.betas)}")
         if self.truncation is not None and not self.truncation > 0:
             raise UserError(f"truncation must be positive or None, got {self.truncation}")
-        if self.components < 1:
-            raise UserError(f"components must be positive, got {self.components}")
-        if self.components > 1 and not self.feature_noise:
-            raise UserError("components > 1 needs feature_noise=true")
 
     @classmethod
     def for_data(cls, kind: str) -> GANArch:
@@ -298,14 +282,10 @@ class GANNet(nn.Module):
         #: latent truncation bound used by :meth:`sample_features` (None: none)
         self.truncation: float | None = arch["truncation"]
         self.feature_noise = bool(arch.get("feature_noise", False))
-        self.components = int(arch.get("components", 1))
         self.pixel_noise = bool(arch.get("pixel_noise", False))
         self.generator, self.critic = gan_backbone(shape or (features,), context, arch, act)
         #: noise columns after the latent in a row of :meth:`draw_latent`
-        self.noise_features = 0
-        if self.feature_noise:
-            # a mixture also takes, per feature, a normal deviate that picks the component
-            self.noise_features = features * (2 if self.components > 1 else 1)
+        self.noise_features = features if self.feature_noise else 0
         if self.pixel_noise:
             self.noise_features = int(self.generator.noise_features)
         #: critic updates taken (the generator's schedule), saved with the weights
@@ -326,12 +306,6 @@ class GANNet(nn.Module):
             y = self.generator(z[:, : self.latent], c, z[:, self.latent :]).to(z.dtype)
         elif not self.feature_noise:
             y = self.generator(z, c).to(z.dtype)
-        elif self.components > 1:
-            z, noise = z[:, : self.latent], z[:, self.latent :]
-            h = self.generator(z, c).to(noise.dtype).unflatten(-1, (3, self.components, -1))
-            logits, mean, raw = h.unbind(1)  # (N, K, features) each
-            eps, pick = noise.chunk(2, dim=-1)
-            y = mixture_rsample(logits, mean, softplus(raw), eps, pick)
         else:
             z, eps = z[:, : self.latent], z[:, self.latent :]
             mean, raw = self.generator(z, c).to(eps.dtype).chunk(2, dim=-1)
@@ -511,8 +485,7 @@ class GAN(FieldCapable, Surrogate):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> GAN:
         # configs saved before these settings existed had neither
-        arch = {"feature_noise": False, "floor": False, "pixel_noise": False, "components": 1,
-                **config["arch"]}  # fmt: skip
+        arch = {"feature_noise": False, "floor": False, "pixel_noise": False, **config["arch"]}
         return super().from_config({**config, "arch": arch})
 
     def _build(self) -> nn.Module:

@@ -16,7 +16,6 @@ from .adversarial import (
     MinibatchStd,
     energy_distance,
     gradient_penalty,
-    mixture_rsample,
     truncated_normal,
     wasserstein_1d,
 )
@@ -47,7 +46,6 @@ __all__ = [
     "build_embedding",
     "energy_distance",
     "gradient_penalty",
-    "mixture_rsample",
     "mlp",
     "power_spectrum",
     "truncated_normal",

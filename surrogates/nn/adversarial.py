@@ -13,9 +13,6 @@ sample statistics and truncated latents (torch only).
 * :func:`wasserstein_1d` -- the 1-d Wasserstein-1 distance of two equal-size samples.
 * :func:`truncated_normal` -- standard-normal latents truncated to [-t, t] (the truncation trick,
   Brock et al., 2019, arXiv:1809.11096), drawn by the inverse CDF: one uniform per component.
-* :func:`mixture_rsample` -- a differentiable draw from a 1-d Gaussian mixture per feature
-  (implicit reparameterization, Figurnov et al., 2018, arXiv:1805.08498), for generators whose
-  output noise has more than one mode.
 
 Example:
     >>> import torch
@@ -27,7 +24,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -38,7 +34,6 @@ __all__ = [
     "MinibatchStd",
     "energy_distance",
     "gradient_penalty",
-    "mixture_rsample",
     "truncated_normal",
     "wasserstein_1d",
 ]
@@ -205,59 +200,3 @@ def truncated_normal(
     lo, hi = torch.special.ndtr(-t), torch.special.ndtr(t)
     z = torch.special.ndtri((lo + u * (hi - lo)).clamp(1e-300, 1 - 1e-16))
     return z.clamp(-t, t).to(dtype)
-
-
-def mixture_rsample(
-    logits: Tensor, mean: Tensor, scale: Tensor, eps: Tensor, pick: Tensor
-) -> Tensor:
-    r"""One draw per row and feature from a mixture of K Gaussians, differentiable in its
-    parameters.
-
-    Component k of feature j has weight :math:`w_k = \mathrm{softmax}(\text{logits})_k`, mean
-    :math:`\mu_k` and scale :math:`\sigma_k`. The draw picks the component whose cumulative
-    weight interval holds :math:`u = \Phi(\text{pick})` and returns
-    :math:`y = \mu_k + \sigma_k \varepsilon`. Its gradient is the implicit
-    reparameterization gradient (Figurnov et al., 2018, *Implicit reparameterization
-    gradients*, NeurIPS, arXiv:1805.08498) of the mixture's CDF F:
-
-    .. math:: \frac{\partial y}{\partial \phi}
-        = -\frac{\partial F(y; \phi) / \partial \phi}{p(y; \phi)},
-
-    so :math:`\partial y / \partial \mu_k` is the responsibility of component k at y, and
-    gradients reach the weights, which a draw of k alone would not give. With one component it is
-    the usual pathwise gradient :math:`y = \mu + \sigma \varepsilon`.
-
-    Args:
-        logits, mean, scale: (N, K, F) mixture parameters (``scale`` > 0).
-        eps: (N, F) standard normal, the draw within the component.
-        pick: (N, F) standard normal, which picks the component (through Φ, so a latent row
-            of standard normals carries all the randomness, and truncation applies to it).
-
-    Returns:
-        (N, F), equal in value to :math:`\mu_k + \sigma_k \varepsilon`.
-
-    Example:
-        >>> import torch
-        >>> logits = torch.zeros(4, 2, 3, requires_grad=True)
-        >>> mean = torch.tensor([-2.0, 2.0])[None, :, None].expand(4, 2, 3)
-        >>> y = mixture_rsample(logits, mean, torch.ones(4, 2, 3), torch.zeros(4, 3),
-        ...                     torch.tensor([[-1.0], [1.0]]).repeat(2, 3))
-        >>> y[:2, 0].tolist()
-        [-2.0, 2.0]
-        >>> y.sum().backward(); logits.grad is not None
-        True
-    """
-    with torch.no_grad():
-        w = logits.softmax(1)
-        u = torch.special.ndtr(pick).unsqueeze(1)
-        k = (u > w[:, :-1].cumsum(1)).sum(1, keepdim=True)
-        y = (mean.gather(1, k) + scale.gather(1, k) * eps.unsqueeze(1))[:, 0]
-    if not torch.is_grad_enabled():
-        return y
-    w = logits.softmax(1)
-    t = (y.unsqueeze(1) - mean) / scale
-    cdf = (w * torch.special.ndtr(t)).sum(1)
-    with torch.no_grad():
-        pdf = (w * torch.exp(-0.5 * t * t) / (scale * math.sqrt(2 * math.pi))).sum(1)
-        pdf = pdf.clamp_min(torch.finfo(pdf.dtype).tiny)
-    return y - (cdf - cdf.detach()) / pdf
