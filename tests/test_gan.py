@@ -387,3 +387,25 @@ def test_field_gan_monitors_the_power_spectrum_error(nbody, tmp_path):
     assert len(errors) == 2 and all(math.isfinite(e) and e > 0 for e in errors)
     assert model.result.monitor == "val_power_error"
     assert model.result.best_step == 2 * (1 + int(np.argmin(errors)))
+
+
+def test_feature_noise_on_fields_draws_every_pixel_around_the_generators_maps(nbody):
+    """For fields ``feature_noise`` doubles the generator's output channels into a mean map and
+    a raw-scale map, and every pixel of a draw is the mean plus softplus(scale) times its own
+    standard normal; it excludes ``pixel_noise``."""
+    model = GAN.for_dataset(nbody, feature_noise=True, **FIELD)
+    net, n = model.net.double(), 4000
+    c_, h, w = net.field_shape
+    assert net.noise_features == c_ * h * w
+    c = torch.full((n, 2), 0.1, dtype=F64)
+    z = net.draw_latent(n, c, torch.Generator().manual_seed(0))
+    z[:, : net.latent] = z[0, : net.latent]  # one latent, n draws of the noise
+    with torch.no_grad():
+        y = net.generate(z, c)
+        out = net.generator(z[:1, : net.latent], c[:1])[0]
+    assert out.shape == (2 * c_ * h * w,)
+    mean, sd = out[: c_ * h * w], torch.nn.functional.softplus(out[c_ * h * w :])
+    assert torch.allclose(y.mean(0), mean, atol=5 * sd.max().item() / n**0.5)
+    assert torch.allclose(y.std(0), sd, rtol=0.1)
+    with pytest.raises(simulators.UserError, match="choose one"):
+        GAN.for_dataset(nbody, feature_noise=True, pixel_noise=True, **FIELD)

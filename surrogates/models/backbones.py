@@ -367,7 +367,9 @@ def gan_backbone(
     out_bias = arch["loss"] != "wgan"
     if len(shape) == 3:
         widths = [int(w) for w in arch["conv_widths"]]
-        gen = FieldDecoder(latent, shape, widths[::-1], context, activation, arch["upsample"],
+        # with feature_noise the channels are doubled: a mean and a raw scale per pixel
+        out = (2 * shape[0], *shape[1:]) if arch.get("feature_noise") else shape
+        gen = FieldDecoder(latent, out, widths[::-1], context, activation, arch["upsample"],
                            noise=bool(arch.get("pixel_noise")))  # fmt: skip
         critic = FieldCritic(shape, widths, context, activation, group, out_bias,
                              pool=bool(arch["critic_pool"]))  # fmt: skip

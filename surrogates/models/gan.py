@@ -474,10 +474,10 @@ class GAN(FieldCapable, Surrogate):
             a["critic_hidden"] = list(h) if len(h) >= 2 else [h[0], h[0]]
         if a["floor"] and self.data_kind != "showers":
             raise UserError("floor applies to calorimeter showers only")
-        if a["feature_noise"] and self.data_kind == "fields":
-            raise UserError("feature_noise applies to vectors and showers only")
         if a["pixel_noise"] and self.data_kind != "fields":
             raise UserError("pixel_noise applies to fields (nbody data) only")
+        if a["pixel_noise"] and a["feature_noise"]:
+            raise UserError("pixel_noise and feature_noise are two kinds of noise: choose one")
         if a["energy_weight"] > 0 and self.data_kind != "showers":
             raise UserError("energy_weight applies to calorimeter showers only; set it to 0")
         return a
