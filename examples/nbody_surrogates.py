@@ -87,10 +87,10 @@ QUICK_CONFIG = {"design": "latin_hypercube", "box_size": 64.0, "n_particles": 16
                 "output": "slices", "n_slices": 4, "slice_thickness": 4.0,
                 "transfer": "eh_nowiggle", "lpt_order": 2}  # fmt: skip
 SETTINGS = {
-    # WGAN-GP with the paper's five critic steps; conv widths sized for a CPU. Step budgets on
-    # one core of the 2-core machine: GAN ~45 min (2,500 steps left it without the low-k power
-    # and with a 0.41x sigma_8 response against 5,000 steps' 1.64x; the simulator's: 1.72x),
-    # VAE ~13 min
+    # WGAN-GP with the paper's five critic steps and the fields' noise per pixel; conv widths
+    # sized for a CPU. Step budgets on one core of the 2-core machine: GAN ~20-45 min (2,500
+    # steps left it without the low-k power and with a 0.41x sigma_8 response against 5,000
+    # steps' 1.64x; the simulator's: 1.72x), VAE ~13 min
     "gan": {"arch": {"conv_widths": [16, 32, 64], "latent": 64},
             "train": {"max_steps": 5000, "batch_size": 32, "lr": 2e-4, "patience": None}},
     "vae": {"arch": {"conv_widths": [16, 32, 64], "latent": 64},

@@ -299,7 +299,8 @@ def test_floor_bounds_generated_voxels_by_an_empty_ones(tmp_path, voxel_knots):
 #: the contract test's tiny periodic N-body box (16³ particles, two 16×16 slices per row) and
 #: small field settings
 NBODY = {"n_particles": 16, "box_size": 128.0, "n_steps": 2, "output": "slices", "n_slices": 2}
-FIELD = {"conv_widths": [4, 8], "latent": 4, "n_critic": 2, "device": "cpu"}
+# without the fields' default noise per pixel: the pixel-noise tests compare noise-free fields
+FIELD = {"conv_widths": [4, 8], "latent": 4, "n_critic": 2, "device": "cpu", "feature_noise": False}
 
 
 @pytest.fixture(scope="module")
@@ -392,8 +393,9 @@ def test_field_gan_monitors_the_power_spectrum_error(nbody, tmp_path):
 def test_feature_noise_on_fields_draws_every_pixel_around_the_generators_maps(nbody):
     """For fields ``feature_noise`` doubles the generator's output channels into a mean map and
     a raw-scale map, and every pixel of a draw is the mean plus softplus(scale) times its own
-    standard normal; it excludes ``pixel_noise``."""
-    model = GAN.for_dataset(nbody, feature_noise=True, **FIELD)
+    standard normal; it is the default for fields and excludes ``pixel_noise``."""
+    assert GAN.for_dataset(nbody, device="cpu").arch["feature_noise"] is True  # the default
+    model = GAN.for_dataset(nbody, **{**FIELD, "feature_noise": True})
     net, n = model.net.double(), 4000
     c_, h, w = net.field_shape
     assert net.noise_features == c_ * h * w
@@ -408,4 +410,4 @@ def test_feature_noise_on_fields_draws_every_pixel_around_the_generators_maps(nb
     assert torch.allclose(y.mean(0), mean, atol=5 * sd.max().item() / n**0.5)
     assert torch.allclose(y.std(0), sd, rtol=0.1)
     with pytest.raises(simulators.UserError, match="choose one"):
-        GAN.for_dataset(nbody, feature_noise=True, pixel_noise=True, **FIELD)
+        GAN.for_dataset(nbody, **{**FIELD, "feature_noise": True, "pixel_noise": True})

@@ -76,7 +76,11 @@ channel (zero at first), before FiLM and the activation (:class:`~surrogates.nn.
 Without them every pixel's randomness must pass through the L numbers of z. Measured on the
 N-body slices they did not bring back the small-scale power the generator lacks: their learned
 scales stayed small (``docs/decisions/009-field-gan-training-budget.md``), so they are off by
-default. Either noise travels as columns of the latent row
+default. For fields ``feature_noise`` (the default there) doubles the generator's output
+channels into a mean map and a raw-scale map, and every pixel gets its own deviate at the
+output, as every voxel does: a slice of 4 particles per cell on average carries shot noise in
+every pixel. It raised the small-scale power ten- to a hundredfold (decision 009); the two
+kinds of field noise exclude each other. Either noise travels as columns of the latent row
 after z (:meth:`GANNet.draw_latent`), drawn from the same generator and truncated alike, so a
 seed fixes a sample.
 
@@ -185,7 +189,7 @@ class GANArch(ArchConfig):
         betas: Adam's (β1, β2) for both networks.
         truncation: default latent truncation bound t of :meth:`GAN.sample` (None: none).
         feature_noise: the generator draws every feature with its own Gaussian noise around its
-            output (see the module notes). Vectors and showers.
+            output (see the module notes); for fields a mean and a scale map per channel.
         pixel_noise: the generator adds a per-pixel Gaussian noise map, with a learned scale per
             channel, after each upsampling stage (see the module notes). Fields only.
         floor: the generated voxel features are bounded below by an empty voxel's (see the
@@ -240,13 +244,14 @@ class GANArch(ArchConfig):
     def for_data(cls, kind: str) -> GANArch:
         """Showers: 64 latent dimensions, widths (512, 512, 512), the response term with
         weight 1, noise per feature and the floor (``docs/decisions/013-shower-gan-noise-and-
-        floor.md``); fields: 128 latent dimensions and the class's conv widths (32, 64, 128),
-        sized for 64×64 slices on a CPU; other data: the class defaults."""
+        floor.md``); fields: 128 latent dimensions, the class's conv widths (32, 64, 128),
+        sized for 64×64 slices on a CPU, and noise per pixel (``feature_noise``,
+        ``docs/decisions/009-field-gan-training-budget.md``); other data: the class defaults."""
         if kind == "showers":
             return cls(latent=64, hidden=(512, 512, 512), energy_weight=1.0, feature_noise=True,
                        floor=True)  # fmt: skip
         if kind == "fields":
-            return cls(latent=128)
+            return cls(latent=128, feature_noise=True)
         return cls()
 
 
@@ -477,7 +482,8 @@ class GAN(FieldCapable, Surrogate):
         if a["pixel_noise"] and self.data_kind != "fields":
             raise UserError("pixel_noise applies to fields (nbody data) only")
         if a["pixel_noise"] and a["feature_noise"]:
-            raise UserError("pixel_noise and feature_noise are two kinds of noise: choose one")
+            raise UserError("pixel_noise and feature_noise are two kinds of noise: choose one "
+                            "(feature_noise is on by default for fields: add feature_noise=false)")
         if a["energy_weight"] > 0 and self.data_kind != "showers":
             raise UserError("energy_weight applies to calorimeter showers only; set it to 0")
         return a
