@@ -353,8 +353,7 @@ class Surrogate(Persistent):
         return next(self.net.parameters()).dtype
 
     def train_defaults(self) -> dict[str, Any]:
-        """The training settings this model takes where :meth:`fit` is given none: the
-        family's :attr:`TRAIN_DEFAULTS` (a family may vary them with the data)."""
+        """Settings :meth:`fit` takes where none are given (a family may vary them by data)."""
         return dict(self.TRAIN_DEFAULTS)
 
     def default_batch_size(self) -> int:

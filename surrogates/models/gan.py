@@ -48,19 +48,17 @@ response distribution is right and is computed in feature space without the inve
 ``train_loss`` is the critic's whole objective :math:`L_D`.
 
 **Validation** cannot use the critic's loss: it measures the critic's current opinion, not the
-samples, and it rises and falls as the two networks take turns. :meth:`GANNet.validation_metrics`
-returns instead ``energy_distance``
+samples. :meth:`GANNet.validation_metrics` returns instead ``energy_distance``
 (:func:`~surrogates.nn.adversarial.energy_distance`) between generated and real rows
 :math:`(y, c)` of the validation batch, in blocks of :data:`VAL_ROWS` rows, with the trainer's
 fixed validation generator: a two-sample statistic with no tuning parameter, zero in
 expectation exactly when the conditional distributions agree, and comparable across
 validations. :attr:`GAN.TRAIN_DEFAULTS` monitor it (``monitor="val_energy_distance"``), keep the
 best-scoring weights and do not stop early (``patience=None``): the statistic is noisy and a GAN's
-quality is not monotone in training time. For fields the validation also gives ``power_error``
-(:meth:`GANNet.power_error`: the mean over k bins of :math:`|\log \bar P_\text{fake}(k) /
-\bar P_\text{real}(k)|`, in data space), and :meth:`GAN.train_defaults` monitor it instead: in
-pixel space the energy distance of 16,384-number rows hardly sees the small scales, and it
-kept the smooth fields of an early generator (``docs/decisions/009-field-gan-training-budget.md``).
+quality is not monotone in training time. Fields are instead judged by ``power_error``
+(:func:`~surrogates.nn.adversarial.power_spectrum_error` of the slices, in data space): in
+pixel space the energy distance hardly sees small scales and kept an early, smooth generator
+(``docs/decisions/009-field-gan-training-budget.md``).
 
 **Noise per feature.** A generator maps L latent dimensions to F features, so its samples lie
 on an L-dimensional surface. Data with independent noise in every feature (the energy of each
@@ -70,19 +68,13 @@ all F dimensions, and a critic tells the two apart however long the generator tr
 feature, and a feature is :math:`\mu + \mathrm{softplus}(s)\,\varepsilon` with its own
 :math:`\varepsilon \sim \mathcal{N}(0, 1)`: the noise inputs of StyleGAN (Karras et al., 2019,
 arXiv:1812.04948) placed at the output of an MLP. The latent z then carries what features share.
-Fields get StyleGAN's noise inputs where StyleGAN has them (``pixel_noise``): after each
-upsampling stage's convolution, one standard-normal value per pixel, times a learned factor per
-channel (zero at first), before FiLM and the activation (:class:`~surrogates.nn.ConvDecoder`).
-Without them every pixel's randomness must pass through the L numbers of z. Measured on the
-N-body slices they did not bring back the small-scale power the generator lacks: their learned
-scales stayed small (``docs/decisions/009-field-gan-training-budget.md``), so they are off by
-default. For fields ``feature_noise`` (the default there) doubles the generator's output
-channels into a mean map and a raw-scale map, and every pixel gets its own deviate at the
-output, as every voxel does: a slice of 4 particles per cell on average carries shot noise in
-every pixel. It raised the small-scale power ten- to a hundredfold (decision 009); the two
-kinds of field noise exclude each other. Either noise travels as columns of the latent row
-after z (:meth:`GANNet.draw_latent`), drawn from the same generator and truncated alike, so a
-seed fixes a sample.
+For fields, where every pixel carries shot noise of its own, ``feature_noise`` is the default:
+the generator's output channels double into a mean map and a raw-scale map (decision 009: it
+raised the small-scale power ten- to a hundredfold). StyleGAN's noise inputs inside the
+generator (``pixel_noise``, :class:`~surrogates.nn.ConvDecoder`; one map per upsampling stage,
+scaled per channel from zero) are the alternative; their scales stayed small on the N-body
+slices. Either noise travels as columns of the latent row after z (:meth:`GANNet.draw_latent`),
+drawn from the same generator and truncated alike, so a seed fixes a sample.
 
 **Empty voxels.** A shower voxel below the readout threshold is empty, and in a given shower
 many are. With ``floor`` (showers) the preprocessing keeps empty voxels exact (``zero_band=0``:
@@ -94,15 +86,11 @@ noise per feature a voxel is then empty with probability
 :math:`\Phi((y_\text{empty} - \mu) / \sigma)`, drawn independently for each voxel given z.
 Both are the shower defaults (``docs/decisions/013-shower-gan-noise-and-floor.md``).
 
-**Standardized per energy.** A voxel's share of its layer varies from shower to shower by
-~66 % of its spread over the whole spectrum at 256 MeV and by ~4 % at 1 TeV and above
-(dataset-1 photons), where showers are nearly alike. Standardized globally, the noise per feature
-would have to shrink twenty-fold with the energy, and the trained generator's did not: its
-voxels scattered far more than the simulator's at high energy. For showers
-:meth:`GAN.default_preprocessing` standardizes the voxel features per incident energy, as the
-layer features are (``ShowerPreprocessing(voxel_knots=True)``), so a unit of noise means the
-same at every energy; the floor then depends on the energy too
-(:meth:`~surrogates.preprocessing.ShowerPreprocessing.empty_value` of c)
+**Standardized per energy.** A voxel's share of its layer varies between showers by ~66 % of
+its spread over the spectrum at 256 MeV and by ~4 % at ≥ 1 TeV (dataset-1 photons), so the noise
+per feature of globally standardized voxels would have to shrink twenty-fold with the energy.
+For showers :meth:`GAN.default_preprocessing` standardizes the voxel features per incident
+energy (``ShowerPreprocessing(voxel_knots=True)``), and the floor depends on the energy too
 (``docs/decisions/013-shower-gan-noise-and-floor.md``).
 
 **Averaging and truncation.** ``ema_modules()`` is the generator only, so the trainer's moving
@@ -140,10 +128,10 @@ from ..nn.adversarial import (
     LeakyReLU02,
     energy_distance,
     gradient_penalty,
+    power_spectrum_error,
     truncated_normal,
     wasserstein_1d,
 )
-from ..nn.embeddings import power_spectrum
 from ..preprocessing import Preprocessor, ShowerPreprocessing
 from .arch import ArchConfig
 from .backbones import Critic, FieldCapable, check_conv_settings, gan_backbone
@@ -244,9 +232,8 @@ class GANArch(ArchConfig):
     def for_data(cls, kind: str) -> GANArch:
         """Showers: 64 latent dimensions, widths (512, 512, 512), the response term with
         weight 1, noise per feature and the floor (``docs/decisions/013-shower-gan-noise-and-
-        floor.md``); fields: 128 latent dimensions, the class's conv widths (32, 64, 128),
-        sized for 64×64 slices on a CPU, and noise per pixel (``feature_noise``,
-        ``docs/decisions/009-field-gan-training-budget.md``); other data: the class defaults."""
+        floor.md``); fields: 128 latent dimensions, conv widths (32, 64, 128) and noise per
+        pixel (decision 009); other data: the class defaults."""
         if kind == "showers":
             return cls(latent=64, hidden=(512, 512, 512), energy_weight=1.0, feature_noise=True,
                        floor=True)  # fmt: skip
@@ -300,8 +287,7 @@ class GANNet(nn.Module):
         self.register_buffer("floor", None if fixed is None else fixed.float(), persistent=False)
         self.floor_of = None if isinstance(floor, Tensor) else floor
         self.pre: Any = None  # the GAN's preprocessor, used by the training step
-        #: (C, H, W) of a field row, None for vectors and showers
-        self.field_shape = tuple(int(s) for s in shape) if shape and len(shape) == 3 else None
+        self.field_shape = tuple(shape) if shape and len(shape) == 3 else None  # (C, H, W)
 
     def generate(self, z: Tensor, c: Tensor) -> Tensor:
         r"""G(z, c): features (N, features) in z's dtype; with ``feature_noise`` the last
@@ -413,20 +399,11 @@ class GANNet(nn.Module):
                 total = total + n * energy_distance(gen[s : s + n], real[s : s + n])
                 rows += n
         out = {"energy_distance": total / max(rows, 1)}
-        if self.field_shape is not None:
-            out["power_error"] = self.power_error(batch[1], self.pre.inverse(fake, batch[0]))
+        if self.field_shape is not None:  # the mean spectra of all slices, in data space
+            slices = [f.reshape(-1, *self.field_shape[1:])
+                      for f in (batch[1], self.pre.inverse(fake, batch[0]))]  # fmt: skip
+            out["power_error"] = power_spectrum_error(*slices)
         return out
-
-    def power_error(self, real: Tensor, fake: Tensor) -> Tensor:
-        r"""Mean over the radial k bins (fundamental to Nyquist, bins holding modes) of
-        :math:`|\log \bar P_\text{fake}(k) / \bar P_\text{real}(k)|`, with :math:`\bar P` the
-        mean power spectrum of all slices (channels) of the rows, in data space; fields only."""
-        _, h, w = self.field_shape  # type: ignore[misc]
-        spectra = [power_spectrum(f.reshape(-1, h, w).double(), min(h, w) // 2, 2).mean(0)
-                   for f in (real, fake)]  # fmt: skip
-        real_p, fake_p = spectra
-        keep = real_p > 0  # bins holding no mode (the lowest) are zero
-        return (fake_p[keep].log() - real_p[keep].log()).abs().mean()
 
     def sample_features(self, c: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """One feature vector per row of c (latents truncated at :attr:`truncation`)."""
@@ -481,9 +458,8 @@ class GAN(FieldCapable, Surrogate):
             raise UserError("floor applies to calorimeter showers only")
         if a["pixel_noise"] and self.data_kind != "fields":
             raise UserError("pixel_noise applies to fields (nbody data) only")
-        if a["pixel_noise"] and a["feature_noise"]:
-            raise UserError("pixel_noise and feature_noise are two kinds of noise: choose one "
-                            "(feature_noise is on by default for fields: add feature_noise=false)")
+        if a["pixel_noise"] and a["feature_noise"]:  # feature_noise: the fields' default
+            raise UserError("pixel_noise and feature_noise exclude each other: feature_noise=false")
         if a["energy_weight"] > 0 and self.data_kind != "showers":
             raise UserError("energy_weight applies to calorimeter showers only; set it to 0")
         return a

@@ -16,6 +16,7 @@ from .adversarial import (
     MinibatchStd,
     energy_distance,
     gradient_penalty,
+    power_spectrum_error,
     truncated_normal,
     wasserstein_1d,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "gradient_penalty",
     "mlp",
     "power_spectrum",
+    "power_spectrum_error",
     "truncated_normal",
     "wasserstein_1d",
 ]

@@ -11,6 +11,8 @@ sample statistics and truncated latents (torch only).
   2013, *Energy statistics*, J. Stat. Plan. Inference 143:1249), a two-sample statistic with no
   tuning parameter.
 * :func:`wasserstein_1d` -- the 1-d Wasserstein-1 distance of two equal-size samples.
+* :func:`power_spectrum_error` -- how far two sets of 2-d fields are apart in their mean power
+  spectrum (a field GAN's validation statistic).
 * :func:`truncated_normal` -- standard-normal latents truncated to [-t, t] (the truncation trick,
   Brock et al., 2019, arXiv:1809.11096), drawn by the inverse CDF: one uniform per component.
 
@@ -29,11 +31,14 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from .embeddings import power_spectrum
+
 __all__ = [
     "LeakyReLU02",
     "MinibatchStd",
     "energy_distance",
     "gradient_penalty",
+    "power_spectrum_error",
     "truncated_normal",
     "wasserstein_1d",
 ]
@@ -200,3 +205,23 @@ def truncated_normal(
     lo, hi = torch.special.ndtr(-t), torch.special.ndtr(t)
     z = torch.special.ndtri((lo + u * (hi - lo)).clamp(1e-300, 1 - 1e-16))
     return z.clamp(-t, t).to(dtype)
+
+
+def power_spectrum_error(real: Tensor, fake: Tensor) -> Tensor:
+    r"""Mean over the radial k bins (fundamental to Nyquist, bins holding modes) of
+    :math:`|\log \bar P_\text{fake}(k) / \bar P_\text{real}(k)|`, with :math:`\bar P` the mean
+    power spectrum (:func:`~surrogates.nn.embeddings.power_spectrum`) of all fields of a set.
+
+    Args:
+        real, fake: 2-d fields (N, H, W) and (M, H, W), computed in float64.
+
+    Example:
+        >>> import torch
+        >>> x = torch.randn(8, 16, 16, generator=torch.Generator().manual_seed(0))
+        >>> round(float(power_spectrum_error(x, 2 * x)), 6)  # log 4: twice x has 4 times the power
+        1.386294
+    """
+    h, w = real.shape[-2:]
+    real_p, fake_p = (power_spectrum(f.double(), min(h, w) // 2, 2).mean(0) for f in (real, fake))
+    keep = real_p > 0  # bins holding no mode (the lowest) are zero
+    return (fake_p[keep].log() - real_p[keep].log()).abs().mean()
