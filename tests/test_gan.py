@@ -410,5 +410,5 @@ def test_feature_noise_on_fields_draws_every_pixel_around_the_generators_maps(nb
     mean, sd = out[: c_ * h * w], torch.nn.functional.softplus(out[c_ * h * w :])
     assert torch.allclose(y.mean(0), mean, atol=5 * sd.max().item() / n**0.5)
     assert torch.allclose(y.std(0), sd, rtol=0.1)
-    with pytest.raises(simulators.UserError, match="exclude each other"):
+    with pytest.raises(simulators.UserError, match="needs feature_noise=false"):
         GAN.for_dataset(nbody, **{**FIELD, "feature_noise": True, "pixel_noise": True})

@@ -459,7 +459,7 @@ class GAN(FieldCapable, Surrogate):
         if a["pixel_noise"] and self.data_kind != "fields":
             raise UserError("pixel_noise applies to fields (nbody data) only")
         if a["pixel_noise"] and a["feature_noise"]:  # feature_noise: the fields' default
-            raise UserError("pixel_noise and feature_noise exclude each other: feature_noise=false")
+            raise UserError("pixel_noise needs feature_noise=false (on by default for fields)")
         if a["energy_weight"] > 0 and self.data_kind != "showers":
             raise UserError("energy_weight applies to calorimeter showers only; set it to 0")
         return a
