@@ -57,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
             rows = (e_ref >= lo) & (e_ref < hi)
             print(f"layer {layer}, {label} ({rows.sum()} showers), by radial bin:")
             names = ("P(hit)", "median share | hit", "mean share")
-            ours = profile(x_ref[rows], sim.geometry, layer)
-            theirs = profile(x_can[rows], sim.geometry, layer)
-            for name, r, c in zip(names, ours, theirs, strict=True):
+            ref_stats = profile(x_ref[rows], sim.geometry, layer)
+            can_stats = profile(x_can[rows], sim.geometry, layer)
+            for name, r, c in zip(names, ref_stats, can_stats, strict=True):
                 print(f"  {name:20s} reference {r}")
                 print(f"  {'':20s} candidate {c}")
     return 0
